@@ -1,0 +1,35 @@
+# jepa-jax developer commands. `make train` and `make test` are the README's two set-up commands:
+# each creates .venv (Python >= 3.11) and installs the package on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/default.py
+WORKDIR ?= workdirs/default
+# Tests run on 8 simulated CPU devices so every sharding path is exercised without accelerators.
+TEST_ENV := JAX_NUM_CPU_DEVICES=8 JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=2
+PYTEST_ARGS ?=
+
+.PHONY: install train test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/jepa-jax train --config=$(CONFIG) --workdir=$(WORKDIR)
+
+test: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check jepa_jax tests configs benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_step.py
+
+clean:
+	rm -rf $(VENV) workdirs .pytest_cache

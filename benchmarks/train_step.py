@@ -1,0 +1,128 @@
+"""Train-step throughput: clips/s, achieved GFLOP/s (XLA cost analysis) and peak fraction.
+
+Times the jitted, sharded train step of any training config on real batches from its grain
+pipeline (generated before timing, so data loading is excluded), and this machine's dense
+fp32 matmul rate for reference. The machine is shared and noisy, so steps run in rounds and
+both the median and the best step time are reported; the headline uses the median.
+
+  python benchmarks/train_step.py                         # configs/benchmark_vjepa_tiny.py
+  python benchmarks/train_step.py --config=configs/default.py --steps=30
+  python benchmarks/train_step.py --config.batch_size=8             # any --config.<key> override
+
+Last line: clips_per_s=... gflops_per_s=... matmul_gflops_per_s=... peak_fraction=...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from jepa_jax.commands.common import loaded_config  # noqa: E402
+from jepa_jax.sharding import make_global_batch  # noqa: E402
+from jepa_jax.train.setup import build_trainer  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(REPO, "configs", "benchmark_vjepa_tiny.py"),
+    "Training config.",
+    lock_config=True,
+)
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after the compiling one.")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "The timed steps are split into this many rounds.")
+_MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square fp32 reference matmul.")
+
+
+def matmul_gflops(n: int, repeats: int = 10) -> float:
+    """Best-of-`repeats` fp32 n x n @ n x n rate on the default device, GFLOP/s."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops(compiled) -> float:
+    """FLOPs of one step from XLA's cost analysis of the compiled executable."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):  # some backends return one dict per partition
+        cost = cost[0]
+    return float(cost["flops"])
+
+
+def main(argv):
+    del argv
+    config = loaded_config()
+    trainer = build_trainer(config)
+    mesh, encoder, predictor, unit = trainer.mesh, trainer.encoder, trainer.predictor, trainer.unit
+    print(
+        f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; mesh {dict(mesh.shape)}"
+    )
+    print(
+        f"model: encoder {encoder.width}w x {encoder.depth}d x {encoder.num_heads}h, predictor "
+        f"{predictor.width}w x {predictor.depth}d x {predictor.num_heads}h, {config.model.dtype}"
+    )
+    print(
+        f"input: batch {config.batch_size} x {trainer.example_shape}, token grid "
+        f"{trainer.sampler.grid}"
+    )
+    print(trainer.sampler.describe())
+
+    it = iter(trainer.train_dataset())
+    n_batches = 4
+    with jax.set_mesh(mesh):
+        batches = [make_global_batch(next(it), mesh) for _ in range(n_batches)]
+        state, shardings = trainer.create_state()
+        step = trainer.make_step(shardings, batches[0])
+        t0 = time.perf_counter()
+        compiled = step.lower(state, batches[0]).compile()
+        print(f"compile: {time.perf_counter() - t0:.1f} s")
+        flops = step_flops(compiled)
+        for i in range(1 + _WARMUP.value):
+            state, metrics = step(state, batches[i % n_batches])
+        jax.block_until_ready(metrics)
+        times = []
+        per_round = max(1, _STEPS.value // _ROUNDS.value)
+        for r in range(_ROUNDS.value):
+            for i in range(per_round):
+                t = time.perf_counter()
+                state, metrics = step(state, batches[i % n_batches])
+                jax.block_until_ready(metrics)
+                times.append(time.perf_counter() - t)
+            print(f"round {r + 1}: median {np.median(times[-per_round:]):.3f} s/step", flush=True)
+    loss = float(jax.device_get(metrics["loss"]))
+    if not np.isfinite(loss):
+        sys.exit(f"non-finite loss {loss}: the benchmark config does not train")
+    median, best = float(np.median(times)), float(np.min(times))
+    per_s = config.batch_size / median
+    gflops = flops / median / 1e9
+    mm = matmul_gflops(_MATMUL.value)
+    print(
+        f"step: median {median:.3f} s, best {best:.3f} s, p90 {np.percentile(times, 90):.3f} s "
+        f"over {len(times)} steps"
+    )
+    print(f"throughput: {per_s:.2f} {unit}/s (best {config.batch_size / best:.2f})")
+    print(f"XLA cost analysis: {flops / 1e9:.1f} GFLOP/step -> {gflops:.1f} GFLOP/s achieved")
+    print(f"fp32 matmul {_MATMUL.value}^3: {mm:.1f} GFLOP/s; achieved / matmul = {gflops / mm:.3f}")
+    print(
+        f"{unit}_per_s={per_s:.3f} gflops_per_s={gflops:.2f} matmul_gflops_per_s={mm:.2f} "
+        f"peak_fraction={gflops / mm:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,52 @@
+"""Tiny I-JEPA on the built-in shapes images (CPU-sized).
+
+A 6-block ViT-tiny on 32x32 images with patch 4 (an 8x8 token grid), I-JEPA multi-block masks
+(4 target blocks, 1 context block), then a linear probe of the shape class.
+
+  jepa-jax train --config=configs/ijepa_tiny.py --workdir=workdirs/ijepa_tiny
+  jepa-jax train --config=configs/ijepa_tiny.py:runlocal --workdir=/tmp/ijepa_smoke
+"""
+
+from jepa_jax import config_lib
+
+
+def get_config(arg=None):
+    args = config_lib.parse_arg(arg, runlocal=False)
+    c = config_lib.base_config()
+    c.total_steps = 1000
+    c.batch_size = 64
+
+    c.data.name = "shapes"
+    c.data.image_size = 32
+
+    c.model.encoder.size = "tiny"
+    c.model.encoder.depth = 6
+    c.model.encoder.patch_size = 4
+    c.model.encoder.tubelet_size = 1
+    c.model.predictor.width = 96
+    c.model.predictor.depth = 4
+    c.model.predictor.num_heads = 3
+    c.model.predictor.zero_init_mask_tokens = False  # I-JEPA: trunc-normal mask token
+
+    c.mask = config_lib.ijepa_mask()
+    c.loss.type = "smooth_l1"  # the I-JEPA code's loss
+
+    c.optim.lr = 1e-3
+    c.optim.start_lr = 2e-4
+    c.optim.warmup_steps = 100
+    c.ema = (0.996, 1.0)
+
+    c.probe.enabled = True
+    c.probe.task = "shape"
+
+    if args.runlocal:
+        c.total_steps = 4
+        c.batch_size = 8
+        c.model.encoder.depth = 2
+        c.model.predictor.depth = 1
+        c.optim.warmup_steps = 2
+        c.log_every = 1
+        c.checkpoint_every = 2
+        c.probe.num_train = 64
+        c.probe.num_test = 32
+    return c

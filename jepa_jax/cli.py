@@ -1,0 +1,104 @@
+"""`jepa-jax <command> [flags]`: the command-line entry point.
+
+Each command is a module under `jepa_jax.commands` with absl flags and a `main(argv)`; only the
+chosen command's module is imported, so each command's flags are its own. Bad input (an unknown
+flag or config key, an unparsable or invalid value) is reported as one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# name -> (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("jepa_jax.commands.train", "pretrain I-JEPA / V-JEPA from a config (resumes)"),
+}
+
+PROG = "jepa-jax"
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        f"usage: {PROG} <command> [flags]   ({PROG} <command> --help for its flags)",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def fail(command: str, message: str) -> None:
+    """Print a one-line error and exit with status 2."""
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def flag_error_message(error: Exception) -> str:
+    """One line from an absl flag error; a config file's own exception (whose traceback
+    ml_collections embeds in the message) is reduced to its final line."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    if not lines:
+        return repr(error)
+    if any(ln.startswith("Traceback") for ln in lines):
+        return f"{lines[0]} {lines[-1]}"
+    return " ".join(lines)
+
+
+def unknown_config_key_message(args: list[str], error: Exception) -> str:
+    """'unknown config key in --config.optim.lrr=3 (did you mean "lr"?)' from ml_collections'
+    KeyError/AttributeError text, which quotes the key and may add a did-you-mean hint."""
+    text = str(error.args[0]) if error.args else str(error)
+    text = text.replace("\\n", "\n").replace("\\'", "'")
+    lines = [ln.strip().strip("'\"") for ln in text.splitlines() if ln.strip()]
+    key = lines[0] if lines else "?"
+    hint = next((ln for ln in lines[1:] if ln.lower().startswith("did you mean")), "")
+    flag = next((a for a in args if a.startswith("--config.") and key in a), f"--config...{key}")
+    message = f"unknown config key {key!r} in {flag}"
+    if hint:
+        message += f" ({hint[0].lower()}{hint[1:]})"
+    return message + "; the config is locked, so only existing keys can be set"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if len(argv) >= 2 else 2)
+    command = argv[1]
+    if command not in COMMANDS:
+        print(
+            f"{PROG}: error: unknown command {command!r}; expected one of {sorted(COMMANDS)}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    # Quiet TensorFlow's C++ start-up chatter (TF is imported by clu's TensorBoard writer).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import app, flags
+
+    from jepa_jax.errors import ConfigError
+
+    module = importlib.import_module(COMMANDS[command][0])
+
+    def parse_flags(args: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as e:
+            fail(command, flag_error_message(e))
+        except (AttributeError, KeyError) as e:
+            # ml_collections reports an unknown --config.<key> this way (locked config).
+            fail(command, unknown_config_key_message(args, e))
+
+    def run(args: list[str]) -> None:
+        try:
+            module.main(args)
+        except ConfigError as e:
+            fail(command, str(e))
+
+    app.run(run, argv=[f"{PROG} {command}"] + argv[2:], flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""`jepa-jax train --config=configs/<file>.py[:arg] --workdir=DIR [--config.key=value ...]`
+
+Trains until `config.total_steps`; if DIR holds a checkpoint, resumes from it. Writes
+DIR/checkpoints, DIR/tensorboard, DIR/metrics.jsonl and (when the config's probe is enabled)
+DIR/probe_results.json.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
+
+config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Config file, configs/<file>.py[:arg]; override fields with --config.<key>=<value>.",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    None,
+    "Run directory: checkpoints, TensorBoard events, metrics.jsonl, probe_results.json. "
+    "A checkpoint found here is resumed.",
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet_logging_unless_asked()
+    from jepa_jax.train.loop import train  # heavy imports after flag parsing
+
+    train(loaded_config(), _WORKDIR.value)

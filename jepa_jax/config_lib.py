@@ -1,0 +1,267 @@
+"""Building blocks for `configs/*.py` files and config validation.
+
+A config file defines `get_config(arg=None)` returning an `ml_collections.ConfigDict`; `arg` is
+the text after `:` in `--config=configs/file.py:arg` and is parsed with `parse_arg`. Config
+files start from `base_config()` and change what differs, so every config has every key and a
+typo'd override (`--config.optim.lrr=1`) is an error rather than a silently new field.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+from jepa_jax.errors import ConfigError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis -> mesh axes. Params: `embed` is sharded over fsdp (ZeRO-3 style), MLP hidden and
+# heads over tensor (Megatron style). Activations: batch over data+fsdp; the residual stream is
+# replicated over tensor, the MLP hidden and heads are split over it.
+DEFAULT_LOGICAL_AXIS_RULES = (
+    ("act_batch", ("data", "fsdp")),
+    ("act_tokens", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+    ("act_kv", None),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("qkv", None),
+    ("patch", None),
+    ("embed_in", None),
+    ("embed_out", None),
+    ("mask_tokens", None),
+    ("layers", None),
+)
+
+
+def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
+    """Parse `key=value,flag` from `--config=file.py:arg` into a typed ConfigDict.
+
+    Each keyword of `spec` is a known key with its default; values are cast to the default's type
+    (bools accept true/false/1/0; a bare `key` sets a bool to True). Unknown keys are an error.
+
+    Example: parse_arg("data_dir=/mnt/k710,steps=100", data_dir="", steps=1000, runlocal=False)
+    """
+    out = ml_collections.ConfigDict(dict(spec))
+    if not arg:
+        return out
+    for item in arg.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if key not in spec:
+            raise ConfigError(f"unknown config argument {key!r}; expected one of {sorted(spec)}")
+        default = spec[key]
+        if not sep:
+            if not isinstance(default, bool):
+                raise ConfigError(f"config argument {key!r} needs a value ({key}=...)")
+            out[key] = True
+            continue
+        raw = raw.strip()
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1")
+            elif isinstance(default, int | float):
+                value = type(default)(ast.literal_eval(raw))
+            else:
+                value = raw
+        except (ValueError, SyntaxError) as e:
+            raise ConfigError(
+                f"config argument {key}={raw!r} is not a valid {type(default).__name__}"
+            ) from e
+        out[key] = value
+    return out
+
+
+def vjepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
+    """V-JEPA multiblock3d: short-range (8 blocks at 0.15) and long-range (2 blocks at 0.7)."""
+
+    def block(num_blocks: int, scale: float) -> dict:
+        return dict(
+            num_blocks=num_blocks,
+            spatial_scale=(scale, scale),
+            aspect_ratio=(0.75, 1.5),
+            temporal_scale=(1.0, 1.0),
+            max_temporal_keep=1.0,
+            num_context=config_dict.placeholder(int),
+            num_target=config_dict.placeholder(int),
+        )
+
+    return ml_collections.ConfigDict(
+        dict(
+            kind="multiblock3d",
+            count_quantile=count_quantile,
+            context_scale=(0.85, 1.0),  # unused by 3D masks; kept so every config has the key
+            blocks=dict(short_range=block(8, 0.15), long_range=block(2, 0.7)),
+        )
+    )
+
+
+def ijepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
+    """I-JEPA multi-block 2D: 4 target blocks (scale 0.15-0.2, aspect 0.75-1.5), 1 context block."""
+    return ml_collections.ConfigDict(
+        dict(
+            kind="multiblock2d",
+            count_quantile=count_quantile,
+            context_scale=(0.85, 1.0),
+            blocks=dict(
+                target=dict(
+                    num_blocks=4,
+                    spatial_scale=(0.15, 0.2),
+                    aspect_ratio=(0.75, 1.5),
+                    temporal_scale=(1.0, 1.0),
+                    max_temporal_keep=1.0,
+                    num_context=config_dict.placeholder(int),
+                    num_target=config_dict.placeholder(int),
+                )
+            ),
+        )
+    )
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key a training config has, with the values of a tiny CPU V-JEPA run."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 1000
+    c.batch_size = 32  # global, over all processes and devices
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "moving_shapes"  # a key of jepa_jax.data.pipeline.SOURCES
+    c.data.num_frames = 8  # video only (ignored by image sources)
+    c.data.image_size = 32
+    c.data.num_examples = 100_000
+    c.data.seed = 0  # seeds the procedural content of the built-in sets
+    c.data.num_threads = 2  # grain reader threads
+    c.data.prefetch = 4  # batches prefetched by grain
+
+    c.model = ml_collections.ConfigDict()
+    c.model.encoder = ml_collections.ConfigDict(
+        dict(
+            size="tiny",
+            width=config_dict.placeholder(int),  # overrides of the preset
+            depth=config_dict.placeholder(int),
+            num_heads=config_dict.placeholder(int),
+            mlp_dim=config_dict.placeholder(int),
+            patch_size=4,
+            tubelet_size=2,
+            uniform_power=True,
+        )
+    )
+    c.model.predictor = ml_collections.ConfigDict(
+        dict(width=96, depth=6, num_heads=3, mlp_ratio=4.0, zero_init_mask_tokens=True)
+    )
+    c.model.dtype = "float32"  # compute dtype; params and optimizer state stay float32
+    c.model.gelu_approximate = False  # the reference uses exact (erf) GELU
+    c.model.scan_layers = False
+    c.model.remat_policy = "none"
+    # auto: jax.nn.dot_product_attention on GPU (fused cuDNN kernel), einsum elsewhere (faster
+    # than dot_product_attention's generic XLA path on CPU).
+    c.model.attention_impl = "auto"
+
+    c.mask = vjepa_mask()
+
+    c.loss = ml_collections.ConfigDict(dict(type="l1"))  # l1 | l2 | smooth_l1
+
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            lr=1e-3,
+            start_lr=2e-4,
+            final_lr=1e-6,
+            warmup_steps=100,
+            weight_decay=0.04,
+            final_weight_decay=0.4,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            grad_clip_norm=0.0,  # 0 = off
+            schedule_scale=1.0,  # the reference's ipe_scale: schedules span scale*total_steps
+        )
+    )
+    c.ema = (0.998, 1.0)  # EMA momentum, linear from ema[0] to ema[1] over the schedule
+
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # -1: fill the rest
+    c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
+
+    c.log_every = 50
+    c.checkpoint_every = 500
+    c.keep_checkpoints = 3
+
+    c.probe = ml_collections.ConfigDict(
+        dict(enabled=False, task="shape", num_train=2000, num_test=1000, batch_size=64)
+    )
+    return c
+
+
+def validate_config(config: Mapping[str, Any], num_devices: int, process_count: int = 1) -> None:
+    """Check the values the training loop depends on; raise ConfigError naming the bad key."""
+
+    def need(cond: bool, key: str, value: Any, expected: str) -> None:
+        if not cond:
+            raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}")
+
+    need(int(config.total_steps) >= 1, "total_steps", config.total_steps, "an integer >= 1")
+    need(int(config.batch_size) >= 1, "batch_size", config.batch_size, "an integer >= 1")
+    need(
+        config.batch_size % process_count == 0,
+        "batch_size",
+        config.batch_size,
+        f"a multiple of the process count {process_count}",
+    )
+    for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
+        need(int(config[key]) >= 1, key, config[key], "an integer >= 1")
+    need(
+        config.loss.type in ("l1", "l2", "smooth_l1"),
+        "loss.type",
+        config.loss.type,
+        "one of 'l1', 'l2', 'smooth_l1'",
+    )
+    need(
+        config.model.dtype in ("float32", "bfloat16"),
+        "model.dtype",
+        config.model.dtype,
+        "'float32' or 'bfloat16'",
+    )
+    o = config.optim
+    for key in (
+        "lr",
+        "start_lr",
+        "final_lr",
+        "weight_decay",
+        "final_weight_decay",
+        "grad_clip_norm",
+    ):
+        need(float(o[key]) >= 0, f"optim.{key}", o[key], "a number >= 0")
+    need(int(o.warmup_steps) >= 0, "optim.warmup_steps", o.warmup_steps, "an integer >= 0")
+    need(float(o.schedule_scale) >= 1.0, "optim.schedule_scale", o.schedule_scale, "a number >= 1")
+    ema = tuple(config.ema)
+    need(
+        len(ema) == 2 and all(0.0 <= float(m) <= 1.0 for m in ema),
+        "ema",
+        ema,
+        "a pair (start, end) of momenta in [0, 1]",
+    )
+    # The batch must split evenly over the data-parallel devices (data x fsdp).
+    from jepa_jax.sharding import mesh_shape  # local import: sharding imports jax
+
+    shape = mesh_shape(config.mesh, num_devices)
+    dp = shape[0] * shape[1]
+    need(
+        config.batch_size % dp == 0,
+        "batch_size",
+        config.batch_size,
+        f"a multiple of the data-parallel size data*fsdp = {dp} "
+        f"(mesh {dict(zip(MESH_AXES, shape, strict=True))})",
+    )

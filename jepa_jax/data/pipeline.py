@@ -1,0 +1,149 @@
+"""grain input pipelines: source -> shuffle -> repeat -> masks -> per-process shard -> batch.
+
+The training stream is a pure function of the config: element i of the (infinite) stream is a
+fixed example with fixed masks (`MaskSampler.sample_for_index(mask_seed, i)`), and process p of n
+reads elements p, p+n, p+2n, ... So a run resumes exactly from the grain iterator state saved in
+the checkpoint, and n processes see together the same examples as one process would.
+
+Sources are looked up by `config.data.name` in SOURCES; add one with `register_source`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+from jepa_jax.data import synthetic
+from jepa_jax.errors import ConfigError
+from jepa_jax.masking import MaskSampler
+
+# name -> (data_config, split) -> random-access source whose items are
+# {"pixels": uint8 [(T,) H, W, 3], "labels": {...}}.
+SourceFactory = Callable[[Mapping[str, Any], str], Any]
+SOURCES: dict[str, SourceFactory] = {}
+# name -> data_config -> per-example pixel shape, known without reading data.
+INPUT_SHAPES: dict[str, Callable[[Mapping[str, Any]], tuple[int, ...]]] = {}
+
+# Seeds derived from config.seed for the independent random streams.
+SHUFFLE_SEED_OFFSET = 1
+MASK_SEED_OFFSET = 2
+
+
+def register_source(
+    name: str, factory: SourceFactory, input_shape: Callable[[Mapping[str, Any]], tuple[int, ...]]
+) -> None:
+    """Make `config.data.name = name` build `factory(data_config, split)`."""
+    SOURCES[name] = factory
+    INPUT_SHAPES[name] = input_shape
+
+
+register_source(
+    "moving_shapes",
+    lambda d, split: synthetic.MovingShapesVideo(
+        num_examples=int(d["num_examples"]),
+        num_frames=int(d["num_frames"]),
+        size=int(d["image_size"]),
+        seed=int(d["seed"]),
+        split=split,
+    ),
+    lambda d: (int(d["num_frames"]), int(d["image_size"]), int(d["image_size"]), 3),
+)
+register_source(
+    "shapes",
+    lambda d, split: synthetic.ShapesImages(
+        num_examples=int(d["num_examples"]),
+        size=int(d["image_size"]),
+        seed=int(d["seed"]),
+        split=split,
+    ),
+    lambda d: (int(d["image_size"]), int(d["image_size"]), 3),
+)
+
+
+def _lookup(table: dict, name: str):
+    if name not in table:
+        raise ConfigError(
+            f"unknown data source config.data.name={name!r}; expected one of {sorted(table)}"
+        )
+    return table[name]
+
+
+def build_source(data_config: Mapping[str, Any], split: str = "train") -> Any:
+    """The random-access source named by `data_config.name`."""
+    return _lookup(SOURCES, data_config["name"])(data_config, split)
+
+
+def input_shape(data_config: Mapping[str, Any]) -> tuple[int, ...]:
+    """Per-example pixel shape: (T, H, W, 3) for video, (H, W, 3) for images."""
+    return _lookup(INPUT_SHAPES, data_config["name"])(data_config)
+
+
+class AttachMasks:
+    """Stream element (index i) -> {"pixels", "masks"}; labels are dropped for training."""
+
+    def __init__(self, sampler: MaskSampler, seed: int):
+        self.sampler = sampler
+        self.seed = seed
+
+    def __call__(self, index: int, example: dict) -> dict:
+        return {
+            "pixels": example["pixels"],
+            "masks": self.sampler.sample_for_index(self.seed, index),
+        }
+
+
+def train_dataset(
+    config: Mapping[str, Any],
+    sampler: MaskSampler,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.IterDataset:
+    """This process's batched training stream (infinite).
+
+    Each batch is {"pixels": uint8 [L, ...], "masks": tuple of {"context": [L, Kc],
+    "target": [L, G, Kt]}} with L = batch_size / process_count.
+    """
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if config.batch_size % process_count:
+        raise ValueError(
+            f"config.batch_size={config.batch_size} must be a multiple of the process count "
+            f"{process_count}"
+        )
+    local_batch = config.batch_size // process_count
+    seed = int(config.seed)
+    ds = grain.MapDataset.source(build_source(config.data, "train"))
+    ds = ds.shuffle(seed=seed + SHUFFLE_SEED_OFFSET)
+    ds = ds.repeat(None)  # reshuffled every epoch
+    ds = ds.map_with_index(AttachMasks(sampler, seed + MASK_SEED_OFFSET))
+    ds = ds[process_index::process_count]
+    ds = ds.batch(local_batch, drop_remainder=True, batch_fn=stack_examples)
+    return ds.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=int(config.data.num_threads), prefetch_buffer_size=int(config.data.prefetch)
+        )
+    )
+
+
+def stack_examples(examples: list[Any]) -> Any:
+    """Stack a list of identically structured examples along a new leading axis."""
+    return jax.tree.map(lambda *xs: np.stack(xs), *examples)
+
+
+def labelled_arrays(
+    data_config: Mapping[str, Any], split: str, num_examples: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The first `num_examples` of a split as (pixels uint8 [N, ...], labels {name: [N, ...]}).
+
+    Reads every example into host memory: meant for the small labelled sets probes use.
+    """
+    source = build_source(data_config, split)
+    if num_examples > len(source):
+        raise ValueError(f"asked for {num_examples} examples of {split!r} but it has {len(source)}")
+    examples = [source[i] for i in range(num_examples)]
+    stacked = stack_examples(examples)
+    return stacked["pixels"], stacked["labels"]

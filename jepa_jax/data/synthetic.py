@@ -1,0 +1,193 @@
+"""Built-in datasets, generated procedurally and deterministically from (seed, split, index).
+
+Nothing is downloaded. Each example is one coloured shape on a smooth background; in the video
+set it moves at constant velocity and bounces off the frame edges. Every example carries its
+latent labels, so probes can test what an encoder learned:
+
+  shape          int, one of SHAPES
+  color          int, one of the COLORS palette
+  direction      int, the initial velocity direction in NUM_DIRECTIONS bins (video only)
+  position_cell  int, the 3x3 grid cell of the initial centre
+  position       float32 [2], the initial centre (x, y) in [0, 1]
+  velocity       float32 [2], pixels per frame (video only)
+
+Both classes follow grain's RandomAccessDataSource protocol (`__len__`, `__getitem__`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+SHAPES = ("square", "circle", "triangle", "cross")
+COLORS = np.array(
+    [
+        [230, 60, 60],  # red
+        [60, 200, 80],  # green
+        [70, 110, 240],  # blue
+        [240, 210, 60],  # yellow
+        [200, 80, 220],  # magenta
+        [70, 220, 220],  # cyan
+    ],
+    dtype=np.float32,
+)
+NUM_DIRECTIONS = 8
+POSITION_CELLS = 3
+
+# Number of classes of each categorical label.
+LABEL_CLASSES = {
+    "shape": len(SHAPES),
+    "color": len(COLORS),
+    "direction": NUM_DIRECTIONS,
+    "position_cell": POSITION_CELLS * POSITION_CELLS,
+}
+SPLIT_IDS = {"train": 0, "test": 1}
+
+
+def _split_id(split: str) -> int:
+    if split not in SPLIT_IDS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
+    return SPLIT_IDS[split]
+
+
+def _shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Inside test for a unit-radius shape at offsets (dx, dy) in radii (y points down)."""
+    if shape == 0:  # square, scaled so its area is close to the circle's
+        return np.maximum(np.abs(dx), np.abs(dy)) <= 0.886
+    if shape == 1:  # circle
+        return dx * dx + dy * dy <= 1.0
+    if shape == 2:  # triangle, apex up
+        return (dy <= 0.8) & (np.abs(dx) <= (dy + 1.0) / 1.8 * 1.15)
+    # cross
+    return ((np.abs(dx) <= 0.36) & (np.abs(dy) <= 1.0)) | (
+        (np.abs(dy) <= 0.36) & (np.abs(dx) <= 1.0)
+    )
+
+
+def _bounce(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Fold free positions into [lo, hi] as reflections off both walls (a triangle wave)."""
+    span = hi - lo
+    u = np.mod(p - lo, 2 * span)
+    return lo + np.where(u <= span, u, 2 * span - u)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scene:
+    shape: int
+    color: int
+    radius: float
+    start: np.ndarray  # (x, y) pixels
+    velocity: np.ndarray  # (vx, vy) pixels per frame
+    direction: int
+    background: np.ndarray  # float32 [H, W, 3]
+
+
+def _sample_scene(rng: np.random.Generator, size: int, moving: bool) -> _Scene:
+    shape = int(rng.integers(len(SHAPES)))
+    color = int(rng.integers(len(COLORS)))
+    radius = float(rng.uniform(0.15, 0.25) * size)
+    start = rng.uniform(radius, size - radius, size=2)
+    direction, velocity = 0, np.zeros(2)
+    if moving:
+        # Angle uniform; the label is its nearest of NUM_DIRECTIONS bins.
+        angle = rng.uniform(0, 2 * np.pi)
+        direction = int(np.round(angle / (2 * np.pi / NUM_DIRECTIONS))) % NUM_DIRECTIONS
+        speed = rng.uniform(0.03, 0.06) * size
+        velocity = speed * np.array([np.cos(angle), np.sin(angle)])
+    # Smooth background: a dark base colour plus a linear gradient in a random direction.
+    base = rng.uniform(10, 60, size=3)
+    g_angle = rng.uniform(0, 2 * np.pi)
+    g_amp = rng.uniform(0, 40)
+    ramp = np.linspace(-0.5, 0.5, size)
+    grad = np.cos(g_angle) * ramp[None, :] + np.sin(g_angle) * ramp[:, None]
+    background = (base[None, None, :] + g_amp * grad[..., None]).astype(np.float32)
+    return _Scene(shape, color, radius, start, velocity, direction, background)
+
+
+def _render(scene: _Scene, centers: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [T, H, W, 3] frames of the scene's shape at each centre [T, 2]."""
+    coords = np.arange(size, dtype=np.float32) + 0.5
+    dx = (coords[None, None, :] - centers[:, 0, None, None]) / scene.radius
+    dy = (coords[None, :, None] - centers[:, 1, None, None]) / scene.radius
+    inside = _shape_mask(scene.shape, dx, dy)[..., None]
+    frames = np.where(inside, COLORS[scene.color], scene.background[None])
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def _labels(scene: _Scene, size: int, moving: bool) -> dict[str, np.ndarray]:
+    pos = (scene.start / size).astype(np.float32)
+    cell = np.minimum((pos * POSITION_CELLS).astype(int), POSITION_CELLS - 1)
+    labels = {
+        "shape": np.int32(scene.shape),
+        "color": np.int32(scene.color),
+        "position_cell": np.int32(cell[1] * POSITION_CELLS + cell[0]),
+        "position": pos,
+    }
+    if moving:
+        labels["direction"] = np.int32(scene.direction)
+        labels["velocity"] = scene.velocity.astype(np.float32)
+    return labels
+
+
+@dataclasses.dataclass(frozen=True)
+class MovingShapesVideo:
+    """Video of one shape moving at constant velocity and bouncing off the edges.
+
+    Each item: {"pixels": uint8 [num_frames, size, size, 3], "labels": {...}} (module docstring).
+    """
+
+    num_examples: int
+    num_frames: int
+    size: int
+    seed: int = 0
+    split: str = "train"
+
+    def __post_init__(self):
+        if self.num_examples < 1 or self.num_frames < 1 or self.size < 8:
+            raise ValueError(
+                f"MovingShapesVideo needs num_examples >= 1, num_frames >= 1, size >= 8; got "
+                f"{self.num_examples}, {self.num_frames}, {self.size}"
+            )
+        _split_id(self.split)
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
+        scene = _sample_scene(rng, self.size, moving=True)
+        t = np.arange(self.num_frames, dtype=np.float64)[:, None]
+        free = scene.start[None] + t * scene.velocity[None]
+        centers = _bounce(free, scene.radius, self.size - scene.radius)
+        return {
+            "pixels": _render(scene, centers, self.size),
+            "labels": _labels(scene, self.size, True),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapesImages:
+    """Still images of one shape: {"pixels": uint8 [size, size, 3], "labels": {...}}."""
+
+    num_examples: int
+    size: int
+    seed: int = 0
+    split: str = "train"
+
+    def __post_init__(self):
+        if self.num_examples < 1 or self.size < 8:
+            raise ValueError(
+                f"ShapesImages needs num_examples >= 1 and size >= 8; got {self.num_examples}, "
+                f"{self.size}"
+            )
+        _split_id(self.split)
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
+        scene = _sample_scene(rng, self.size, moving=False)
+        frame = _render(scene, scene.start[None], self.size)[0]
+        return {"pixels": frame, "labels": _labels(scene, self.size, False)}

@@ -1,0 +1,92 @@
+"""Flax linen models: the ViT encoder and the JEPA predictor, built from `config.model`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+
+from jepa_jax.errors import ConfigError
+from jepa_jax.models.predictor import Predictor
+from jepa_jax.models.vit import (
+    ENCODER_PRESETS,
+    VisionTransformer,
+    patchify,
+    resolve_encoder_spec,
+    token_grid,
+)
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(model_config: Mapping[str, Any]):
+    """The activation dtype named by `model.dtype`."""
+    name = model_config["dtype"]
+    if name not in DTYPES:
+        raise ConfigError(f"model.dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def _common(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(
+        dtype=compute_dtype(model_config),
+        gelu_approximate=bool(model_config["gelu_approximate"]),
+        scan=bool(model_config["scan_layers"]),
+        remat_policy=str(model_config["remat_policy"]),
+        attention_impl=str(model_config["attention_impl"]),
+    )
+
+
+def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
+    """The ViT encoder of `model.encoder` (a size preset plus overrides)."""
+    enc = model_config["encoder"]
+    spec = resolve_encoder_spec(
+        enc["size"],
+        width=enc["width"],
+        depth=enc["depth"],
+        num_heads=enc["num_heads"],
+        mlp_dim=enc["mlp_dim"],
+    )
+    return VisionTransformer(
+        width=spec.width,
+        depth=spec.depth,
+        num_heads=spec.num_heads,
+        mlp_dim=spec.mlp_dim,
+        patch_size=int(enc["patch_size"]),
+        tubelet_size=int(enc["tubelet_size"]),
+        uniform_power=bool(enc["uniform_power"]),
+        **_common(model_config),
+    )
+
+
+def build_predictor(
+    model_config: Mapping[str, Any], out_width: int, num_mask_tokens: int
+) -> Predictor:
+    """The predictor of `model.predictor`, projecting back to `out_width` (the encoder width)."""
+    pred = model_config["predictor"]
+    width = int(pred["width"])
+    return Predictor(
+        width=width,
+        depth=int(pred["depth"]),
+        num_heads=int(pred["num_heads"]),
+        mlp_dim=int(round(width * float(pred["mlp_ratio"]))),
+        out_width=out_width,
+        num_mask_tokens=num_mask_tokens,
+        zero_init_mask_tokens=bool(pred["zero_init_mask_tokens"]),
+        uniform_power=bool(model_config["encoder"]["uniform_power"]),
+        **_common(model_config),
+    )
+
+
+__all__ = [
+    "DTYPES",
+    "ENCODER_PRESETS",
+    "Predictor",
+    "VisionTransformer",
+    "build_encoder",
+    "build_predictor",
+    "compute_dtype",
+    "patchify",
+    "token_grid",
+]

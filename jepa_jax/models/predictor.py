@@ -1,0 +1,98 @@
+"""The JEPA predictor: a narrow ViT that fills learned mask tokens at target positions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jepa_jax.models.layers import Transformer, dense_init, layer_norm, trunc_normal, zeros_init
+from jepa_jax.models.pos_embed import sincos_table
+
+
+class Predictor(nn.Module):
+    """Predicts target-token representations from context-token features.
+
+    Context features are projected to the predictor width and given their (fixed sin-cos)
+    positions; one learned mask token per mask config, plus its position, stands at each target
+    index. After the blocks, only the mask-token outputs are normed and projected back to the
+    encoder width. Attention is bidirectional over [context | targets].
+    """
+
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    out_width: int
+    num_mask_tokens: int = 1
+    zero_init_mask_tokens: bool = True
+    uniform_power: bool = True
+    dtype: Any = jnp.float32
+    gelu_approximate: bool = False
+    scan: bool = False
+    remat_policy: str = "none"
+    attention_impl: str = "auto"
+
+    @nn.compact
+    def __call__(
+        self,
+        ctx: jax.Array,
+        ctx_idx: jax.Array,
+        tgt_idx: jax.Array,
+        grid: tuple[int, ...],
+        mask_id: int = 0,
+    ) -> jax.Array:
+        """Predict target tokens.
+
+        Args:
+          ctx: [B, Kc, D_enc] context-encoder outputs.
+          ctx_idx: int [B, Kc] flat token indices of the context.
+          tgt_idx: int [B, Kt] flat token indices to predict.
+          grid: the token grid, (h, w) or (t, h, w), that the indices refer to.
+          mask_id: static index of the mask token to use (one per mask config).
+
+        Returns:
+          [B, Kt, out_width] predictions.
+        """
+        if not 0 <= mask_id < self.num_mask_tokens:
+            raise ValueError(f"mask_id {mask_id} out of range for {self.num_mask_tokens} tokens")
+        pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power))
+        x = nn.Dense(
+            self.width,
+            dtype=self.dtype,
+            kernel_init=dense_init(("embed_in", "embed")),
+            bias_init=zeros_init(("embed",)),
+            name="embed",
+        )(ctx)
+        x = x + pos[ctx_idx].astype(x.dtype)
+        token_init = nn.initializers.zeros_init() if self.zero_init_mask_tokens else trunc_normal()
+        mask_tokens = self.param(
+            "mask_tokens",
+            nn.with_logical_partitioning(token_init, ("mask_tokens", "embed")),
+            (self.num_mask_tokens, self.width),
+        )
+        targets = mask_tokens[mask_id].astype(x.dtype) + pos[tgt_idx].astype(x.dtype)
+        h = jnp.concatenate([x, targets], axis=1)
+        h = Transformer(
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            dtype=self.dtype,
+            gelu_approximate=self.gelu_approximate,
+            scan=self.scan,
+            remat_policy=self.remat_policy,
+            attention_impl=self.attention_impl,
+            name="transformer",
+        )(h)
+        # LayerNorm is per token, so norming only the target slice equals the reference's
+        # norm-then-slice and skips the context tokens' work.
+        h = layer_norm("norm", self.dtype)(h[:, ctx.shape[1] :])
+        return nn.Dense(
+            self.out_width,
+            dtype=self.dtype,
+            kernel_init=dense_init(("embed", "embed_out")),
+            bias_init=zeros_init(("embed_out",)),
+            name="proj",
+        )(h)

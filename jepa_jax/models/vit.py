@@ -1,0 +1,165 @@
+"""ViT encoder for images (2D patches) and video (3D tubelets), as in I-JEPA / V-JEPA.
+
+Patch embedding is a linear map of flattened pixel patches, which is exactly a convolution with
+kernel = stride = patch. Flattening first lets a context encoder gather the visible patches
+*before* embedding them: the gather then touches only input pixels, which need no gradient, so
+the backward pass has no scatter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jepa_jax.errors import ConfigError
+from jepa_jax.models.layers import Transformer, dense_init, layer_norm, zeros_init
+from jepa_jax.models.pos_embed import sincos_table
+
+# Reference widths, depths, heads and MLP hidden sizes (I-JEPA / V-JEPA / V-JEPA 2 vit_* presets).
+ENCODER_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(width=192, depth=12, num_heads=3, mlp_dim=768),
+    "small": dict(width=384, depth=12, num_heads=6, mlp_dim=1536),
+    "base": dict(width=768, depth=12, num_heads=12, mlp_dim=3072),
+    "large": dict(width=1024, depth=24, num_heads=16, mlp_dim=4096),
+    "huge": dict(width=1280, depth=32, num_heads=16, mlp_dim=5120),
+    "giant": dict(width=1408, depth=40, num_heads=16, mlp_dim=6144),
+    # V-JEPA 2's vit_giant_xformers: same width/depth, 22 heads of 64.
+    "giant_xformers": dict(width=1408, depth=40, num_heads=22, mlp_dim=6144),
+}
+
+
+def token_grid(input_shape: tuple[int, ...], patch_size: int, tubelet_size: int) -> tuple[int, ...]:
+    """Token grid of an input batch shape.
+
+    Args:
+      input_shape: [B, H, W, C] (images) or [B, T, H, W, C] (video).
+      patch_size: spatial patch side in pixels.
+      tubelet_size: frames per tubelet (video only).
+
+    Returns:
+      (H/p, W/p) for images, (T/t, H/p, W/p) for video.
+    """
+    if len(input_shape) == 4:
+        _, h, w, _ = input_shape
+        dims = {"height": (h, patch_size), "width": (w, patch_size)}
+    elif len(input_shape) == 5:
+        _, t, h, w, _ = input_shape
+        dims = {"frames": (t, tubelet_size), "height": (h, patch_size), "width": (w, patch_size)}
+    else:
+        raise ValueError(f"expected [B,H,W,C] images or [B,T,H,W,C] video, got shape {input_shape}")
+    for name, (size, step) in dims.items():
+        if size % step:
+            raise ValueError(f"input {name} {size} is not divisible by its patch size {step}")
+    return tuple(size // step for size, step in dims.values())
+
+
+def patchify(x: jax.Array, patch_size: int, tubelet_size: int) -> jax.Array:
+    """Flatten pixels into patch vectors in raster token order.
+
+    Args:
+      x: [B, H, W, C] or [B, T, H, W, C].
+
+    Returns:
+      [B, N, P] with N = prod(token_grid) and P = (tubelet*) patch*patch*C, the channel fastest.
+    """
+    grid = token_grid(x.shape, patch_size, tubelet_size)
+    p = patch_size
+    if x.ndim == 4:
+        b, _, _, c = x.shape
+        gh, gw = grid
+        x = x.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5)
+        return x.reshape(b, gh * gw, p * p * c)
+    b, _, _, _, c = x.shape
+    gt, gh, gw = grid
+    t = tubelet_size
+    x = x.reshape(b, gt, t, gh, p, gw, p, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
+    return x.reshape(b, gt * gh * gw, t * p * p * c)
+
+
+def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
+    """x [B, N, ...] gathered at flat token indices idx [B, K] -> [B, K, ...]."""
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1)
+
+
+class VisionTransformer(nn.Module):
+    """ViT encoder: patch/tubelet embedding + fixed sin-cos positions + blocks + final LayerNorm."""
+
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    patch_size: int
+    tubelet_size: int = 2
+    uniform_power: bool = True
+    dtype: Any = jnp.float32
+    gelu_approximate: bool = False
+    scan: bool = False
+    remat_policy: str = "none"
+    attention_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, token_idx: jax.Array | None = None) -> jax.Array:
+        """Encode normalised pixels.
+
+        Args:
+          x: float [B, H, W, C] images or [B, T, H, W, C] video.
+          token_idx: optional int [B, K] flat indices of the tokens to encode (a context mask);
+            None encodes all N tokens.
+
+        Returns:
+          [B, K or N, width] token features after the final LayerNorm.
+        """
+        grid = token_grid(x.shape, self.patch_size, self.tubelet_size)
+        patches = patchify(x, self.patch_size, self.tubelet_size)
+        pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power))
+        if token_idx is None:
+            pos = pos[None]
+        else:
+            patches = gather_tokens(patches, token_idx)
+            pos = pos[token_idx]
+        h = nn.Dense(
+            self.width,
+            dtype=self.dtype,
+            kernel_init=dense_init(("patch", "embed")),
+            bias_init=zeros_init(("embed",)),
+            name="patch_embed",
+        )(patches)
+        h = h + pos.astype(h.dtype)
+        h = Transformer(
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            dtype=self.dtype,
+            gelu_approximate=self.gelu_approximate,
+            scan=self.scan,
+            remat_policy=self.remat_policy,
+            attention_impl=self.attention_impl,
+            name="transformer",
+        )(h)
+        return layer_norm("norm", self.dtype)(h)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """Resolved encoder hyper-parameters (a preset plus overrides)."""
+
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+
+
+def resolve_encoder_spec(size: str, **overrides: int | None) -> EncoderSpec:
+    """Preset by name, with any non-None override of width/depth/num_heads/mlp_dim applied."""
+    if size not in ENCODER_PRESETS:
+        raise ConfigError(
+            f"unknown encoder size {size!r}; expected one of {sorted(ENCODER_PRESETS)}"
+        )
+    spec = dict(ENCODER_PRESETS[size])
+    spec.update({k: v for k, v in overrides.items() if v is not None})
+    return EncoderSpec(**spec)

@@ -1,0 +1,105 @@
+"""Device mesh and logical-axis sharding.
+
+The mesh has axes (data, fsdp, tensor). Parameters and activations are annotated with logical
+axis names in the models; the config's `logical_axis_rules` map those names onto mesh axes, so
+the same model code runs data-parallel on a laptop, FSDP on a pod or tensor-parallel on a GPU
+node by changing only `config.mesh` and the rules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import linen as nn
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from jepa_jax.config_lib import MESH_AXES
+from jepa_jax.errors import ConfigError
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
+    """(data, fsdp, tensor) sizes from the config, a single -1 taking the remaining devices."""
+    sizes = [int(mesh_config[a]) for a in MESH_AXES]
+    fixed = math.prod(s for s in sizes if s != -1)
+    if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+        raise ConfigError(f"config.mesh={dict(mesh_config)} is invalid: sizes >= 1, at most one -1")
+    if -1 in sizes:
+        if num_devices % fixed:
+            raise ConfigError(
+                f"config.mesh={dict(mesh_config)} does not divide {num_devices} devices: the fixed "
+                f"axes use {fixed}"
+            )
+        sizes[sizes.index(-1)] = num_devices // fixed
+    if math.prod(sizes) != num_devices:
+        raise ConfigError(
+            f"config.mesh={dict(mesh_config)} has {math.prod(sizes)} devices but "
+            f"{num_devices} are available; use -1 on one axis to fill"
+        )
+    return tuple(sizes)
+
+
+def create_mesh(mesh_config: Mapping[str, int], devices: Sequence[Any] | None = None) -> Mesh:
+    """A (data, fsdp, tensor) mesh over `devices` (default: all), with Auto axis types.
+
+    Auto (not Explicit) because sharding is propagated from the logical-axis annotations by the
+    compiler, which is how Flax linen's logical partitioning works.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    shape = mesh_shape(mesh_config, len(devices))
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+
+
+def logical_rules(config_rules: Sequence[Sequence[Any]]) -> tuple[tuple[str, Any], ...]:
+    """Normalise the config's rules (lists from YAML/CLI) into flax's tuple-of-pairs form."""
+    out = []
+    for rule in config_rules:
+        name, axes = rule
+        if isinstance(axes, list):
+            axes = tuple(axes)
+        out.append((str(name), axes))
+    return tuple(out)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dim split over data x fsdp; everything else replicated."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def tree_shardings(boxed_tree: Any, mesh: Mesh, rules) -> Any:
+    """NamedShardings for a tree whose leaves may be boxed with logical axis names.
+
+    Unboxed leaves (e.g. the step counter) are replicated.
+    """
+    specs = nn.get_partition_spec(boxed_tree)
+    return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def make_global_batch(local_batch: Any, mesh: Mesh) -> Any:
+    """Assemble the global, sharded batch from this process's numpy slice of it.
+
+    Every leaf's leading axis is the batch; process p holds rows [p*L, (p+1)*L) of the global
+    batch of size L * process_count.
+    """
+    sharding = batch_sharding(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+    )
+
+
+def bytes_per_device(tree: Any) -> dict[int, int]:
+    """Bytes of `tree`'s arrays held by each device id (addressable shards only)."""
+    out: dict[int, int] = {}
+    for leaf in jax.tree.leaves(tree):
+        for shard in leaf.addressable_shards:
+            out[shard.device.id] = out.get(shard.device.id, 0) + shard.data.nbytes
+    return out

@@ -1,0 +1,127 @@
+"""Everything a JEPA train step needs, built once from a config: `build_trainer(config)`.
+
+Shared by the training loop, the benchmarks and the tests, so they all run the same step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import optax
+from jax.sharding import Mesh
+
+from jepa_jax.data import pipeline
+from jepa_jax.masking import MaskSampler, build_mask_sampler
+from jepa_jax.models import (
+    Predictor,
+    VisionTransformer,
+    build_encoder,
+    build_predictor,
+    compute_dtype,
+    token_grid,
+)
+from jepa_jax.sharding import create_mesh, logical_rules
+from jepa_jax.train import optim
+from jepa_jax.train.objective import JepaObjective
+from jepa_jax.train.state import abstract_state, create_state, make_init_fn
+from jepa_jax.train.step import make_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """The resolved pieces of one training configuration."""
+
+    config: Mapping[str, Any]
+    mesh: Mesh
+    rules: tuple
+    example_shape: tuple[int, ...]  # per-example pixels: (T, H, W, 3) or (H, W, 3)
+    sampler: MaskSampler
+    encoder: VisionTransformer
+    predictor: Predictor
+    tx: optax.GradientTransformation
+    schedules: dict[str, Callable]
+    objective: JepaObjective
+    init_fn: Callable[[jax.Array], dict]
+
+    @property
+    def unit(self) -> str:
+        """What one example is called in throughput figures."""
+        return "clips" if len(self.example_shape) == 4 else "images"
+
+    @property
+    def mask_names(self) -> Sequence[str]:
+        return [s.name for s in self.sampler.specs]
+
+    def create_state(self, seed: int | None = None) -> tuple[dict, Any]:
+        """Fresh sharded state and its shardings (seed defaults to config.seed)."""
+        seed = int(self.config.seed) if seed is None else seed
+        return create_state(self.init_fn, jax.random.key(seed), self.mesh, self.rules)
+
+    def abstract_state(self) -> Any:
+        """Shape/dtype/sharding structs of the state, for restoring a checkpoint."""
+        return abstract_state(self.init_fn, self.mesh, self.rules)
+
+    def train_dataset(self, process_index: int | None = None, process_count: int | None = None):
+        return pipeline.train_dataset(self.config, self.sampler, process_index, process_count)
+
+    def make_step(self, state_shardings: Any, batch_example: Any) -> Callable:
+        """The jitted train step (call inside `jax.set_mesh(self.mesh)`)."""
+        return make_train_step(
+            objective=self.objective,
+            tx=self.tx,
+            schedules=self.schedules,
+            mask_names=self.mask_names,
+            mesh=self.mesh,
+            rules=self.rules,
+            state_shardings=state_shardings,
+            batch_example=batch_example,
+        )
+
+
+def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = None) -> Trainer:
+    """Resolve a training config (raises ConfigError for values that cannot work).
+
+    Args:
+      config: a training ConfigDict (see config_lib.base_config).
+      devices: the devices of the mesh (default: all).
+    """
+    mesh = create_mesh(config.mesh, devices)
+    rules = logical_rules(config.logical_axis_rules)
+    example_shape = pipeline.input_shape(config.data)
+    enc_cfg = config.model.encoder
+    grid = token_grid((1,) + example_shape, int(enc_cfg.patch_size), int(enc_cfg.tubelet_size))
+    sampler = build_mask_sampler(config.mask, grid)
+    encoder = build_encoder(config.model)
+    predictor = build_predictor(config.model, encoder.width, len(sampler.specs))
+    total_steps = int(config.total_steps)
+    tx = optim.make_optimizer(config.optim, total_steps)
+    schedules = {
+        "lr": optim.lr_schedule(config.optim, total_steps),
+        "wd": optim.wd_schedule(config.optim, total_steps),
+        "ema": optim.ema_schedule(config.ema, config.optim, total_steps),
+    }
+    objective = JepaObjective(
+        encoder=encoder,
+        predictor=predictor,
+        patch_size=int(enc_cfg.patch_size),
+        tubelet_size=int(enc_cfg.tubelet_size),
+        loss_type=config.loss.type,
+        compute_dtype=compute_dtype(config.model),
+    )
+    init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler)
+    return Trainer(
+        config=config,
+        mesh=mesh,
+        rules=rules,
+        example_shape=example_shape,
+        sampler=sampler,
+        encoder=encoder,
+        predictor=predictor,
+        tx=tx,
+        schedules=schedules,
+        objective=objective,
+        init_fn=init_fn,
+    )

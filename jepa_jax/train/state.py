@@ -1,0 +1,105 @@
+"""Train state: a plain dict pytree, created directly sharded.
+
+  {"params":        {"encoder": ..., "predictor": ...},   trained by the optimizer
+   "target_params": {"encoder": ...},                      EMA of params["encoder"]; a separate
+                                                            pytree that no gradient reaches
+   "opt_state":     optax state of params,
+   "step":          int32 scalar, optimizer steps taken}
+
+Creation never materialises the state on one device: `jax.eval_shape` gives the boxed
+(logically annotated) structure, the logical rules turn it into shardings, and `jax.jit(init,
+out_shardings=...)` builds each shard where it lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from jepa_jax.masking import MaskSampler
+from jepa_jax.models import Predictor, VisionTransformer
+from jepa_jax.models.layers import rescale_residual_projections
+from jepa_jax.sharding import tree_shardings
+
+
+def init_encoder_params(
+    encoder: VisionTransformer, rng: jax.Array, input_shape: tuple[int, ...]
+) -> Any:
+    """Boxed encoder params with the reference init (incl. residual-projection rescaling)."""
+    x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+    params = encoder.init(rng, x)["params"]
+    params = dict(params)
+    params["transformer"] = rescale_residual_projections(params["transformer"], encoder.depth)
+    return params
+
+
+def init_predictor_params(
+    predictor: Predictor, rng: jax.Array, grid: tuple[int, ...], num_context: int, num_target: int
+) -> Any:
+    """Boxed predictor params (shapes do not depend on the token counts used here)."""
+    ctx = jnp.zeros((1, num_context, predictor.out_width), jnp.float32)
+    ctx_idx = jnp.zeros((1, num_context), jnp.int32)
+    tgt_idx = jnp.zeros((1, num_target), jnp.int32)
+    params = dict(predictor.init(rng, ctx, ctx_idx, tgt_idx, grid, 0)["params"])
+    params["transformer"] = rescale_residual_projections(params["transformer"], predictor.depth)
+    return params
+
+
+def make_init_fn(
+    encoder: VisionTransformer,
+    predictor: Predictor,
+    tx: optax.GradientTransformation,
+    input_shape: tuple[int, ...],
+    sampler: MaskSampler,
+) -> Callable[[jax.Array], dict]:
+    """rng -> boxed train state (leaves annotated with logical axis names)."""
+    spec = sampler.specs[0]
+
+    def init(rng: jax.Array) -> dict:
+        k_enc, k_pred = jax.random.split(rng)
+        params = {
+            "encoder": init_encoder_params(encoder, k_enc, input_shape),
+            "predictor": init_predictor_params(
+                predictor, k_pred, sampler.grid, spec.num_context, spec.num_target
+            ),
+        }
+        # The target starts as a copy of the context encoder, in its own buffers.
+        target_params = {"encoder": jax.tree.map(jnp.copy, params["encoder"])}
+        return {
+            "params": params,
+            "target_params": target_params,
+            "opt_state": tx.init(params),
+            "step": jnp.zeros((), jnp.int32),
+        }
+
+    return init
+
+
+def state_shardings(init_fn: Callable, mesh: Mesh, rules) -> tuple[Any, Any]:
+    """(abstract unboxed state, NamedShardings of the state) without allocating it."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        boxed = jax.eval_shape(init_fn, jax.random.key(0))
+    shardings = tree_shardings(boxed, mesh, rules)
+    return nn.meta.unbox(boxed), shardings
+
+
+def create_state(init_fn: Callable, rng: jax.Array, mesh: Mesh, rules) -> tuple[dict, Any]:
+    """Initialise the train state sharded over `mesh`; returns (state, its shardings)."""
+    _, shardings = state_shardings(init_fn, mesh, rules)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        state = jax.jit(lambda r: nn.meta.unbox(init_fn(r)), out_shardings=shardings)(rng)
+    return state, shardings
+
+
+def abstract_state(init_fn: Callable, mesh: Mesh, rules) -> Any:
+    """ShapeDtypeStructs carrying the target shardings, for restoring a checkpoint in place."""
+    shapes, shardings = state_shardings(init_fn, mesh, rules)
+    return jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+    )
