@@ -8,7 +8,8 @@ CONFIG ?= configs/default.py
 WORKDIR ?= workdirs/default
 # Tests run on 8 simulated CPU devices so every sharding path is exercised without accelerators.
 TEST_ENV := JAX_NUM_CPU_DEVICES=8 JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=2
-PYTEST_ARGS ?=
+# Two workers: compilation is single-threaded, so two test processes use both cores.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install train test lint bench clean
 

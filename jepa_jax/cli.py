@@ -14,6 +14,10 @@ import sys
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("jepa_jax.commands.train", "pretrain I-JEPA / V-JEPA from a config (resumes)"),
+    "compile": (
+        "jepa_jax.commands.compile",
+        "compile the train step for a TPU topology: memory, FLOPs",
+    ),
 }
 
 PROG = "jepa-jax"

@@ -137,6 +137,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.total_steps = 1000
     c.batch_size = 32  # global, over all processes and devices
+    # Gradient accumulation: each step runs the batch as this many equal slices (same result,
+    # ~1/microbatches of the activation memory).
+    c.microbatches = 1
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "moving_shapes"  # a key of jepa_jax.data.pipeline.SOURCES
@@ -192,7 +195,11 @@ def base_config() -> ml_collections.ConfigDict:
     )
     c.ema = (0.998, 1.0)  # EMA momentum, linear from ema[0] to ema[1] over the schedule
 
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # -1: fill the rest
+    # Mesh axis sizes within a slice (ICI); -1 fills the rest. dcn_* multiply them across slices
+    # (multi-slice TPU) or hosts (GPU nodes): axis size = ici * dcn, with the DCN part outermost.
+    c.mesh = ml_collections.ConfigDict(
+        dict(data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
+    )
     c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
 
     c.log_every = 50
@@ -253,15 +260,16 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
         ema,
         "a pair (start, end) of momenta in [0, 1]",
     )
-    # The batch must split evenly over the data-parallel devices (data x fsdp).
+    need(int(config.microbatches) >= 1, "microbatches", config.microbatches, "an integer >= 1")
+    # The batch (each microbatch) must split evenly over the data-parallel devices (data x fsdp).
     from jepa_jax.sharding import mesh_shape  # local import: sharding imports jax
 
     shape = mesh_shape(config.mesh, num_devices)
-    dp = shape[0] * shape[1]
+    dp = shape[0] * shape[1] * int(config.microbatches)
     need(
         config.batch_size % dp == 0,
         "batch_size",
         config.batch_size,
-        f"a multiple of the data-parallel size data*fsdp = {dp} "
+        f"a multiple of microbatches x data-parallel size (data*fsdp) = {dp} "
         f"(mesh {dict(zip(MESH_AXES, shape, strict=True))})",
     )

@@ -1,9 +1,10 @@
-"""grain input pipelines: source -> shuffle -> repeat -> masks -> per-process shard -> batch.
+"""grain input pipelines: source -> shuffle -> repeat -> masks -> per-process rows -> batch.
 
 The training stream is a pure function of the config: element i of the (infinite) stream is a
-fixed example with fixed masks (`MaskSampler.sample_for_index(mask_seed, i)`), and process p of n
-reads elements p, p+n, p+2n, ... So a run resumes exactly from the grain iterator state saved in
-the checkpoint, and n processes see together the same examples as one process would.
+fixed example with fixed masks (`MaskSampler.sample_for_index(mask_seed, i)`), and each of n
+processes reads its contiguous block of rows of every global batch (`ProcessBatchSlice`). So a
+run resumes exactly from the grain iterator state saved in the checkpoint, and n processes
+assemble exactly the global batches one process would.
 
 Sources are looked up by `config.data.name` in SOURCES; add one with `register_source`.
 """
@@ -120,13 +121,43 @@ def train_dataset(
     ds = ds.shuffle(seed=seed + SHUFFLE_SEED_OFFSET)
     ds = ds.repeat(None)  # reshuffled every epoch
     ds = ds.map_with_index(AttachMasks(sampler, seed + MASK_SEED_OFFSET))
-    ds = ds[process_index::process_count]
+    ds = ProcessBatchSlice(ds, process_index, process_count, local_batch)
     ds = ds.batch(local_batch, drop_remainder=True, batch_fn=stack_examples)
     return ds.to_iter_dataset(
         grain.ReadOptions(
             num_threads=int(config.data.num_threads), prefetch_buffer_size=int(config.data.prefetch)
         )
     )
+
+
+class ProcessBatchSlice(grain.MapDataset):
+    """This process's rows of every global batch, as a MapDataset.
+
+    Global batch s is stream elements [s*G, (s+1)*G) with G = local_batch * process_count;
+    process p reads rows [p*L, (p+1)*L) of it. That is the layout
+    `jax.make_array_from_process_local_data` assumes, so any number of processes assembles
+    exactly the single-process global batch, row for row.
+    """
+
+    def __init__(
+        self, parent: grain.MapDataset, process_index: int, process_count: int, local_batch: int
+    ):
+        super().__init__(parent)
+        if not 0 <= process_index < process_count:
+            raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+        self._p, self._n, self._local = process_index, process_count, local_batch
+
+    def __len__(self) -> int:
+        return len(self._parent) // self._n
+
+    def __getitem__(self, index: int):
+        if isinstance(index, slice):
+            raise TypeError("ProcessBatchSlice does not support slicing")
+        batch, row = divmod(index, self._local)
+        return self._parent[(batch * self._n + self._p) * self._local + row]
+
+    def __str__(self) -> str:
+        return f"ProcessBatchSlice(process {self._p} of {self._n}, {self._local} rows per batch)"
 
 
 def stack_examples(examples: list[Any]) -> Any:
