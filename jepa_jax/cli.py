@@ -14,6 +14,7 @@ import sys
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("jepa_jax.commands.train", "pretrain I-JEPA / V-JEPA from a config (resumes)"),
+    "prepare": ("jepa_jax.commands.prepare", "decode a video folder once into ArrayRecord shards"),
 }
 
 PROG = "jepa-jax"

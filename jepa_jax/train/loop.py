@@ -21,6 +21,7 @@ from jepa_jax import config_lib
 from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.eval.pretrain_probe import run_pretrain_probe
 from jepa_jax.sharding import make_global_batch
+from jepa_jax.train.data_stats import DataStats
 from jepa_jax.train.monitors import effective_rank_from_gram
 from jepa_jax.train.reporting import Reporter, format_duration
 from jepa_jax.train.setup import build_trainer
@@ -109,17 +110,18 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
         step_fn = None
         metrics_host: dict[str, float] = {}
         interrupted = False
+        data_stats = DataStats()
         t_start = time.perf_counter()
         with _StopRequest() as stop:
             for step in range(start_step, total_steps):
-                batch = make_global_batch(next(data_iter), mesh)
+                batch = make_global_batch(data_stats.next_batch(data_iter), mesh)
                 if step_fn is None:
                     step_fn = trainer.make_step(shardings, batch)
                 state, metrics = step_fn(state, batch)
                 done = step + 1
                 first = step == start_step
                 if first or done % int(config.log_every) == 0 or done == total_steps:
-                    metrics_host = host_metrics(metrics)
+                    metrics_host = host_metrics(metrics) | data_stats.scalars()
                     if not np.isfinite(metrics_host["loss"]):
                         raise FloatingPointError(
                             f"loss is {metrics_host['loss']} at step {done}; lower optim.lr or "

@@ -104,6 +104,8 @@ class Reporter:
                 f"{s[f'{self.unit}_per_s']:.1f} {self.unit}/s",
                 f"ETA {format_duration(eta)}",
             ]
+        if s.get("data/replaced"):  # unreadable inputs skipped so far (data.reading)
+            parts.append(f"replaced {int(s['data/replaced'])} inputs")
         return " | ".join(parts)
 
     def close(self) -> None:
