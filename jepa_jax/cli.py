@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "jepa_jax.commands.compile",
         "compile the train step for a TPU topology: memory, FLOPs",
     ),
+    "prepare": ("jepa_jax.commands.prepare", "decode a video folder once into ArrayRecord shards"),
 }
 
 PROG = "jepa-jax"

@@ -22,6 +22,7 @@ from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.eval.pretrain_probe import run_pretrain_probe
 from jepa_jax.hardware import compiled_flops, peak_tflops_per_device
 from jepa_jax.sharding import make_global_batch
+from jepa_jax.train.data_stats import DataStats
 from jepa_jax.train.flops import jepa_step_flops
 from jepa_jax.train.monitors import monitors_from_stats
 from jepa_jax.train.reporting import Reporter, StepPerformance, format_duration
@@ -125,10 +126,11 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
         step_fn = None
         metrics_host: dict[str, float] = {}
         interrupted = False
+        data_stats = DataStats()
         t_start = time.perf_counter()
         with _StopRequest() as stop:
             for step in range(start_step, total_steps):
-                batch = make_global_batch(next(data_iter), mesh)
+                batch = make_global_batch(data_stats.next_batch(data_iter), mesh)
                 if step_fn is None:
                     # Compile ahead of time once: the executable's cost analysis gives the FLOPs
                     # for throughput/MFU, and running it rejects any shape change outright.
@@ -138,7 +140,7 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
                 done = step + 1
                 first = step == start_step
                 if first or done % int(config.log_every) == 0 or done == total_steps:
-                    metrics_host = host_metrics(metrics)
+                    metrics_host = host_metrics(metrics) | data_stats.scalars()
                     if not np.isfinite(metrics_host["loss"]):
                         raise FloatingPointError(
                             f"loss is {metrics_host['loss']} at step {done}; lower optim.lr or "

@@ -134,6 +134,8 @@ class Reporter:
             if "mfu" in s:
                 parts.append(f"MFU {100 * s['mfu']:.0f}%")
             parts.append(f"ETA {format_duration(eta)}")
+        if s.get("data/replaced"):  # unreadable inputs skipped so far (data.reading)
+            parts.append(f"replaced {int(s['data/replaced'])} inputs")
         return " | ".join(parts)
 
     def close(self) -> None:
