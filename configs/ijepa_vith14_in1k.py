@@ -41,6 +41,10 @@ def get_config(arg=None):
     c.model.encoder.tubelet_size = 1
     c.model.predictor.update(width=384, depth=12, num_heads=16, zero_init_mask_tokens=False)
     c.model.dtype = "bfloat16"
+    # Scale: FSDP over the slice, scanned blocks, recomputed activations (see vjepa_vitl16.py).
+    c.mesh.update(data=1, fsdp=-1)
+    c.model.scan_layers = True
+    c.model.remat_policy = "full"
 
     c.mask = config_lib.ijepa_mask()
     c.loss.type = "smooth_l1"
