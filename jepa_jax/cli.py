@@ -14,6 +14,7 @@ import sys
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("jepa_jax.commands.train", "pretrain I-JEPA / V-JEPA from a config (resumes)"),
+    "plan": ("jepa_jax.commands.plan", "plan with a trained world model in Two Rooms (CEM/MPPI)"),
 }
 
 PROG = "jepa-jax"
