@@ -25,12 +25,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jepa_jax.commands.common import loaded_config  # noqa: E402
-from jepa_jax.commands.plan import write_json  # noqa: E402
+from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked  # noqa: E402
+from jepa_jax.planning.evaluate import write_json  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file(
-    "config", os.path.join(REPO, "configs", "ac_two_rooms.py"), "World-model config.",
+    "config",
+    os.path.join(REPO, "configs", "ac_two_rooms.py"),
+    "World-model config.",
     lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (trained if needed).")
@@ -82,6 +84,7 @@ def train_if_needed(config, workdir: str) -> float | None:
 
 def main(argv):
     del argv
+    quiet_logging_unless_asked()
     config = loaded_config()
     workdir = os.path.abspath(_WORKDIR.value)
     train_seconds = train_if_needed(config, workdir)

@@ -27,11 +27,11 @@ def inputs(key, batch=2):
     return z, a, s
 
 
-def random_params(params, key=jax.random.key(9)):
+def random_params(params, seed=9):
     """O(1) random weights: at init the outputs hardly depend on the inputs (std 0.02 kernels),
     which would make 'the future changed the output' a test of rounding."""
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
     new = [0.3 * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
     return jax.tree.unflatten(treedef, new)
 
@@ -112,6 +112,7 @@ def test_rollout_with_states_propagates_them():
     states = [s0]
     for i in range(2):
         states.append(model.next_state(states[-1], a[:, i]))
-    pred = model.predict(params, jnp.stack([z[:, 0], got[:, 0], got[:, 1]], 1), a[:, :3],
-                         jnp.stack(states, 1))
+    pred = model.predict(
+        params, jnp.stack([z[:, 0], got[:, 0], got[:, 1]], 1), a[:, :3], jnp.stack(states, 1)
+    )
     np.testing.assert_allclose(got[:, 2], pred[:, 2], rtol=2e-4, atol=2e-4)

@@ -23,9 +23,7 @@ def quadratic(actions):  # [N, H, A] -> [N], minimum 0 at TARGET
 @pytest.mark.parametrize("kind", planners.PLANNERS)
 def test_planner_finds_quadratic_optimum(kind):
     settings = planners.PlannerSettings(kind=kind, samples=256, elites=24, iterations=25)
-    run = jax.jit(
-        lambda key: planners.optimize(settings, quadratic, key, jnp.zeros((H, A)), 1.0)
-    )
+    run = jax.jit(lambda key: planners.optimize(settings, quadratic, key, jnp.zeros((H, A)), 1.0))
     plan, info = run(jax.random.key(0))
     np.testing.assert_allclose(plan, TARGET, atol=0.05)
     costs = np.asarray(info["best_cost"])

@@ -18,7 +18,9 @@ RIGHT_FACE = 32.0 + ENV.wall_half_width
 
 def walk(start, action, steps=30):
     return np.asarray(
-        two_rooms.rollout(ENV, LAYOUT, jnp.asarray(start, jnp.float32), jnp.tile(action, (steps, 1)))
+        two_rooms.rollout(
+            ENV, LAYOUT, jnp.asarray(start, jnp.float32), jnp.tile(action, (steps, 1))
+        )
     )
 
 

@@ -9,8 +9,8 @@ import sys
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO, load_config
+
 from jepa_jax.world_model import loop
 from jepa_jax.world_model.setup import build_world_model_trainer
 

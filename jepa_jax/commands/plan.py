@@ -13,9 +13,7 @@ WORKDIR/plan_results.json (or --output).
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -51,19 +49,6 @@ _OUTPUT = flags.DEFINE_string(
     "output", None, "Results JSON (default: <checkpoint>/plan_results.json)."
 )
 flags.mark_flags_as_required(["config", "checkpoint"])
-
-
-def write_json(path: str, payload: dict) -> None:
-    """Write JSON atomically (temp file + rename), so a failed run never leaves half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str]) -> None:
@@ -120,7 +105,7 @@ def main(argv: list[str]) -> None:
         outcome = "reached the goal" if res["success"][0] else "did not reach the goal"
         print(f"saved episode 0 ({outcome} in {int(res['steps'][0])} steps): {_SAVE_EPISODE.value}")
     output = _OUTPUT.value or os.path.join(os.path.abspath(_CHECKPOINT.value), "plan_results.json")
-    write_json(
+    evaluate.write_json(
         output,
         {
             "checkpoint_step": step,

@@ -92,7 +92,9 @@ def validate(env: TwoRooms) -> None:
         ("wall_x_range", env.wall_x_range, env.lo + w + room, env.hi - w - room),
         ("door_y_range", env.door_y_range, env.lo + dh, env.hi - dh),
     ):
-        need(lo <= a <= b <= hi, key, (a, b), f"a pair (low, high) with {lo} <= low <= high <= {hi}")
+        need(
+            lo <= a <= b <= hi, key, (a, b), f"a pair (low, high) with {lo} <= low <= high <= {hi}"
+        )
     wx, dy = env.fixed_layout
     need(
         env.wall_x_range[0] <= wx <= env.wall_x_range[1]

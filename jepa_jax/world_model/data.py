@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 
-from jepa_jax.envs import two_rooms, trajectories
+from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
 from jepa_jax.envs.two_rooms import TwoRooms
 
