@@ -40,14 +40,10 @@ def clip_tokens(tokens: jax.Array) -> jax.Array:
     return (pairs * jnp.minimum(1.0, 1.0 / jnp.maximum(norm, 1e-12))).reshape(tokens.shape)
 
 
-@dataclasses.dataclass(frozen=True)
-class LatentAgent:
-    """Plans in the world model's latent space from images only."""
+class _WorldModelAgent:
+    """The environment and action chunk of an agent that holds a WorldModel `model`."""
 
     model: WorldModel
-    energy: str = "sum"  # sum | last
-    distance: str = "l1"  # l1 | l2
-    context_steps: int = 1  # predictor window during rollouts
 
     @property
     def env(self) -> TwoRooms:
@@ -56,6 +52,16 @@ class LatentAgent:
     @property
     def action_chunk(self) -> int:
         return self.model.action_chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentAgent(_WorldModelAgent):
+    """Plans in the world model's latent space from images only."""
+
+    model: WorldModel
+    energy: str = "sum"  # sum | last
+    distance: str = "l1"  # l1 | l2
+    context_steps: int = 1  # predictor window during rollouts
 
     def observe(self, params: Any, task: dict, pos: jax.Array) -> jax.Array:
         """Latent [P, D] of the image of the agent at pos [2] in the task's layout."""
@@ -107,20 +113,12 @@ def _frame_positions(env: TwoRooms, chunk: int, layout: dict, pos: jax.Array, to
 
 
 @dataclasses.dataclass(frozen=True)
-class SimulatorLatentAgent:
+class SimulatorLatentAgent(_WorldModelAgent):
     """Ceiling for the predictor: true dynamics, frames rendered and scored in latent space."""
 
     model: WorldModel
     energy: str = "sum"
     distance: str = "l1"
-
-    @property
-    def env(self) -> TwoRooms:
-        return self.model.env
-
-    @property
-    def action_chunk(self) -> int:
-        return self.model.action_chunk
 
     def goal(self, params: Any, task: dict) -> jax.Array:
         frame = two_rooms.render(self.env, task["layout"], task["goal"])

@@ -41,15 +41,7 @@ class WorldModelReporter(Reporter):
             f"feat_std {s['feature_std']:.3f}",
             f"rank {s['effective_rank']:.1f}",
         ]
-        if "steps_per_s" in s:
-            rate = s["steps_per_s"]
-            eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
-            parts += [
-                f"{rate:.2f} steps/s",
-                f"{s[f'{self.unit}_per_s']:.1f} {self.unit}/s",
-                f"ETA {format_duration(eta)}",
-            ]
-        return " | ".join(parts)
+        return " | ".join(parts + self.rate_parts(step, s))
 
 
 def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
