@@ -44,34 +44,25 @@ class Checkpointer:
         return step % self.every == 0 or step == total_steps
 
     def save(self, step: int, state: Any, data_iter: Any) -> None:
-        """Start saving `state` and the iterator position at `step` (returns before arrays land).
+        """Start saving `state` and the iterator position (if any) at `step` (returns before
+        arrays land).
 
         Call it after the step's update was dispatched and before the next batch is drawn, so the
         iterator state matches the state exactly.
         """
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    STATE: ocp.args.StandardSave(state),
-                    DATA_ITER: grain.checkpoint.CheckpointSave(data_iter),
-                }
-            ),
-        )
+        items = {STATE: ocp.args.StandardSave(state)}
+        if data_iter is not None:  # None: data are a function of the step (world model)
+            items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iter)
+        self.manager.save(step, args=ocp.args.Composite(**items))
 
     def restore(self, step: int, abstract_state: Any, data_iter: Any) -> Any:
-        """Restore the state (into the shardings of `abstract_state`) and move `data_iter` to the
-        saved position in place. Returns the state."""
+        """Restore the state (into the shardings of `abstract_state`) and move `data_iter` (if
+        not None) to the saved position in place. Returns the state."""
         logging.info("restoring checkpoint at step %d from %s", step, self.directory)
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    STATE: ocp.args.StandardRestore(abstract_state),
-                    DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter),
-                }
-            ),
-        )
+        items = {STATE: ocp.args.StandardRestore(abstract_state)}
+        if data_iter is not None:
+            items[DATA_ITER] = grain.checkpoint.CheckpointRestore(data_iter)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored[STATE]
 
     def wait(self) -> None:

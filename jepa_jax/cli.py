@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compile the train step for a TPU topology: memory, FLOPs",
     ),
     "prepare": ("jepa_jax.commands.prepare", "decode a video folder once into ArrayRecord shards"),
+    "plan": ("jepa_jax.commands.plan", "plan with a trained world model in Two Rooms (CEM/MPPI)"),
 }
 
 PROG = "jepa-jax"

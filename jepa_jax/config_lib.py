@@ -18,6 +18,7 @@ from ml_collections import config_dict
 from jepa_jax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
+METHODS = ("jepa", "world_model")  # config.method: the training loop `jepa-jax train` runs
 
 # Logical axis -> mesh axes. Params: `embed` is sharded over fsdp (ZeRO-3 style), MLP hidden and
 # heads over tensor (Megatron style). Activations: batch over data+fsdp; the residual stream is
@@ -269,7 +270,89 @@ def base_config() -> ml_collections.ConfigDict:
     c.probe = ml_collections.ConfigDict(
         dict(enabled=False, task="shape", num_train=2000, num_test=1000, batch_size=64)
     )
+
+    # Which training loop `jepa-jax train` runs: "jepa" (I-JEPA / V-JEPA pretraining) or
+    # "world_model" (action-conditioned predictor on the Two Rooms env: env, world_model, plan).
+    c.method = "jepa"
+    c.env = env_config()
+    c.world_model = world_model_config()
+    c.plan = plan_config()
     return c
+
+
+def env_config() -> ml_collections.ConfigDict:
+    """The built-in Two Rooms environment (jepa_jax.envs.two_rooms); lengths in pixels."""
+    return ml_collections.ConfigDict(
+        dict(
+            image_size=64,  # observations are [image_size, image_size, 2]: agent, walls
+            border=2.0,  # border wall thickness
+            wall_width=3.0,  # thickness of the middle wall
+            door_height=9.0,  # height of the door in the middle wall
+            wall_x_range=(20.0, 44.0),  # wall x drawn per episode (integers in range)
+            door_y_range=(10.0, 54.0),  # door centre y drawn per episode
+            fixed_wall=False,  # True: always the fixed_layout (wall_x, door_y)
+            fixed_layout=(32.0, 18.0),
+            max_norm=2.5,  # an action is a displacement; longer ones are clipped to this norm
+            substeps=4,  # collision sub-steps per step
+            dot_std=1.5,  # the agent is drawn as a Gaussian blob of this std
+        )
+    )
+
+
+def world_model_config() -> ml_collections.ConfigDict:
+    """Action-conditioned world model training (method "world_model"). The encoder and the
+    predictor use `model.encoder` and `model.predictor`; data are exploratory trajectories made
+    on the fly from (seed, step)."""
+    return ml_collections.ConfigDict(
+        dict(
+            action_chunk=4,  # env steps per model step: the action token is their k actions
+            num_steps=8,  # model steps per training sequence (num_steps + 1 frames)
+            heading_std=0.45,  # exploration: heading drift per env step, radians
+            step_min=0.2,  # exploration: shortest step as a fraction of env.max_norm
+            door_rate=0.35,  # exploration: fraction of trajectories aimed through the door
+            use_state=False,  # add a proprioceptive state token (the agent's position)
+            encoder_trainable=True,  # False: frozen (random-init) encoder features
+            rollout_steps=2,  # steps of the autoregressive rollout loss (V-JEPA 2-AC: 2)
+            # Loss weights. The last four are the collapse regularisers for a jointly trained
+            # encoder (eb_jepa): variance hinge, covariance, temporal similarity and an
+            # inverse-dynamics head; they are ignored when the encoder is frozen.
+            teacher_forcing_weight=1.0,
+            rollout_weight=1.0,
+            variance_weight=1.0,
+            covariance_weight=0.5,
+            time_similarity_weight=0.0,
+            inverse_dynamics_weight=1.0,
+            variance_target=1.0,  # the variance hinge wants each latent dim's std >= this
+            idm_hidden=256,  # inverse-dynamics MLP width
+        )
+    )
+
+
+def plan_config() -> ml_collections.ConfigDict:
+    """Planning in latent space with CEM or MPPI inside an MPC loop (`jepa-jax plan`)."""
+    return ml_collections.ConfigDict(
+        dict(
+            planner="mppi",  # cem | mppi
+            horizon=16,  # model steps planned ahead
+            samples=256,  # action sequences rolled out per iteration
+            elites=32,  # best samples kept per iteration
+            iterations=4,
+            init_std=1.0,  # initial sampling std, in units of env.max_norm
+            temperature=0.5,  # MPPI: weight exp(-(c - c_min) / (temperature * elite spread))
+            energy="sum",  # sum: distance summed over the rollout | last: final step only
+            distance="l1",  # l1 | l2: latent distance to the goal embedding
+            context_steps=1,  # latents the predictor sees during rollouts (a sliding window)
+            replan_every=1,  # model steps executed before replanning
+            warm_start=True,  # start from the previous plan, shifted, instead of mean 0
+            hold_actions=True,  # one action per model step, repeated for its env steps
+            max_steps=200,  # env steps allowed per episode
+            success_radius=4.5,  # success: within this distance of the goal (pixels)
+            start_margin=2.6,  # start and goal at least this far from walls
+            episodes=50,
+            parallel_episodes=10,  # episodes vmapped together
+            seed=0,  # seeds the tasks (layouts, starts, goals) and the planner's sampling
+        )
+    )
 
 
 def validate_config(config: Mapping[str, Any], num_devices: int, process_count: int = 1) -> None:
@@ -279,6 +362,7 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
         if not cond:
             raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}")
 
+    need(config.method in METHODS, "method", config.method, f"one of {METHODS}")
     need(int(config.total_steps) >= 1, "total_steps", config.total_steps, "an integer >= 1")
     need(int(config.batch_size) >= 1, "batch_size", config.batch_size, "an integer >= 1")
     need(

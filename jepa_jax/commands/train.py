@@ -2,7 +2,8 @@
 
 Trains until `config.total_steps`; if DIR holds a checkpoint, resumes from it. Writes
 DIR/checkpoints, DIR/tensorboard, DIR/metrics.jsonl and (when the config's probe is enabled)
-DIR/probe_results.json.
+DIR/probe_results.json. `config.method` picks the loop: "jepa" (I-JEPA / V-JEPA, the default) or
+"world_model" (the action-conditioned Two Rooms world model, e.g. configs/ac_two_rooms.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def main(argv: list[str]) -> None:
     distributed.initialize(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value
     )
-    from jepa_jax.train.loop import train  # heavy imports after flag parsing
+    config = loaded_config()
+    # heavy imports after flag parsing; config.method picks the training loop
+    if config.method == "world_model":
+        from jepa_jax.world_model.loop import train
+    else:
+        from jepa_jax.train.loop import train
 
-    train(loaded_config(), _WORKDIR.value)
+    train(config, _WORKDIR.value)

@@ -127,16 +127,22 @@ class Reporter:
             f"feat_std {s['feature_std']:.3f}",
             f"rank {s['effective_rank']:.1f}",
         ]
-        if "steps_per_s" in s:
-            rate = s["steps_per_s"]
-            eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
-            parts += [f"{rate:.2f} steps/s", f"{s[f'{self.unit}_per_s']:.1f} {self.unit}/s"]
-            if "mfu" in s:
-                parts.append(f"MFU {100 * s['mfu']:.0f}%")
-            parts.append(f"ETA {format_duration(eta)}")
+        parts += self.rate_parts(step, s)
         if s.get("data/replaced"):  # unreadable inputs skipped so far (data.reading)
             parts.append(f"replaced {int(s['data/replaced'])} inputs")
         return " | ".join(parts)
+
+    def rate_parts(self, step: int, s: Mapping[str, float]) -> list[str]:
+        """The progress line's tail: steps/s, items/s, MFU (when known) and ETA; empty before
+        rates are known."""
+        if "steps_per_s" not in s:
+            return []
+        rate = s["steps_per_s"]
+        eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
+        parts = [f"{rate:.2f} steps/s", f"{s[f'{self.unit}_per_s']:.1f} {self.unit}/s"]
+        if "mfu" in s:
+            parts.append(f"MFU {100 * s['mfu']:.0f}%")
+        return parts + [f"ETA {format_duration(eta)}"]
 
     def close(self) -> None:
         if self.writer is not None:

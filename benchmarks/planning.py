@@ -1,0 +1,132 @@
+"""Planning benchmark on Two Rooms: train (or reuse) a world model, then measure planning.
+
+Prints, on the same random-wall tasks (start and goal in different rooms): the world model's
+success rate, mean env steps to the goal and seconds per episode; the random-policy floor; and
+the ceilings of the same planner with the true simulator (true distance, and the learned latent
+distance). If WORKDIR has no checkpoint at config.total_steps yet, the model is trained (or
+resumed) first and the training wall time is reported and kept in WORKDIR/train_time.json.
+The machine may be shared: times are wall-clock and as noisy as its load.
+
+  python benchmarks/planning.py --workdir=workdirs/ac_two_rooms            # train, then plan
+  python benchmarks/planning.py --workdir=workdirs/ac_two_rooms --episodes=50
+  python benchmarks/planning.py --workdir=/tmp/ac --config=configs/ac_two_rooms.py:runlocal
+
+Last line: success_rate=... seconds_per_episode=... train_seconds=... random_success_rate=...
+simulator_success_rate=... simulator_latent_success_rate=...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked  # noqa: E402
+from jepa_jax.planning.evaluate import write_json  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(REPO, "configs", "ac_two_rooms.py"),
+    "World-model config.",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (trained if needed).")
+_EPISODES = flags.DEFINE_integer("episodes", None, "Episodes (default: config.plan.episodes).")
+_AGENTS = flags.DEFINE_list(
+    "agents", "model,random,simulator,simulator_latent", "Agents to evaluate, in order."
+)
+flags.mark_flags_as_required(["workdir"])
+
+TRAIN_TIME_FILE = "train_time.json"
+
+
+def trained_steps(workdir: str) -> int | None:
+    """The latest checkpoint step in workdir, or None."""
+    from jepa_jax.checkpoint import Checkpointer
+
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        return None
+    ckpt = Checkpointer(workdir, 1, 1, async_save=False)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
+def train_if_needed(config, workdir: str) -> float | None:
+    """Train (or resume) to config.total_steps. Returns the run's total training seconds as timed
+    by this benchmark (summed over the calls that trained it), or None if part of the run was
+    trained elsewhere (e.g. by `jepa-jax train`)."""
+    from jepa_jax.world_model import loop
+
+    record = os.path.join(workdir, TRAIN_TIME_FILE)
+    previous = {"steps": None, "seconds": 0.0}
+    if os.path.exists(record):
+        with open(record) as f:
+            previous = json.load(f)
+    done = trained_steps(workdir)
+    # Seconds known for the `done` steps already trained: 0 for a new run.
+    known = previous["seconds"] if done == previous["steps"] else None
+    if done is not None and done >= int(config.total_steps):
+        return known
+    out = loop.train(config, workdir)
+    if out["interrupted"]:
+        raise SystemExit("training was interrupted; run the same command to resume")
+    seconds = None if known is None else known + out["train_seconds"]
+    write_json(record, {"steps": int(config.total_steps), "seconds": seconds})
+    return seconds
+
+
+def main(argv):
+    del argv
+    quiet_logging_unless_asked()
+    config = loaded_config()
+    workdir = os.path.abspath(_WORKDIR.value)
+    train_seconds = train_if_needed(config, workdir)
+
+    from jepa_jax.planning import evaluate
+    from jepa_jax.world_model.setup import restore_world_model
+
+    trainer, params, step = restore_world_model(config, workdir)
+    p = config.plan
+    episodes = int(p.episodes) if _EPISODES.value is None else _EPISODES.value
+    print(
+        f"world model at step {step}; {p.planner} {p.samples} samples x {p.iterations} "
+        f"iterations, horizon {p.horizon} x {config.world_model.action_chunk} env steps; "
+        f"{episodes} episodes, budget {p.max_steps} env steps, radius {p.success_radius} px, "
+        f"{'fixed' if config.env.fixed_wall else 'random'} walls",
+        flush=True,
+    )
+    agents = tuple(_AGENTS.value)
+    results = evaluate.evaluate_all(
+        config, trainer.model, params, agents, episodes, log=lambda s: print(s, flush=True)
+    )
+    print("")
+    for name in agents:
+        print(evaluate.format_summary(name, results[name]["summary"]))
+    print(
+        "training: "
+        + ("not timed by this benchmark" if train_seconds is None else f"{train_seconds:.0f} s")
+    )
+    figures = {}
+    if "model" in agents:
+        s = results["model"]["summary"]
+        figures.update(
+            success_rate=s["success_rate"],
+            mean_steps_to_goal=s["mean_steps_to_goal"],
+            seconds_per_episode=s["seconds_per_episode"],
+        )
+    figures["train_seconds"] = float("nan") if train_seconds is None else train_seconds
+    for name in agents:
+        if name != "model":
+            figures[f"{name}_success_rate"] = results[name]["summary"]["success_rate"]
+    print(" ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,117 @@
+"""`jepa-jax plan --config=configs/<file>.py --checkpoint=WORKDIR [--episodes=N] [--baselines]
+[--save_episode=episode.gif|.png] [--config.plan.<key>=<value> ...]`
+
+Plans with a trained world model (from `jepa-jax train` with `config.method = "world_model"`) on
+random Two Rooms tasks (start and goal in different rooms, a random wall per episode): at every
+replan, CEM or MPPI (`config.plan.planner`) scores `plan.samples` action sequences of
+`plan.horizon` model steps by rolling them out in latent space in one vmapped call; the first
+action(s) run in the real environment, then it replans. Prints the success rate, the mean number
+of env steps to the goal (successful episodes) and the seconds per episode; `--baselines` adds the
+random-policy floor and the true-simulator ceilings on the same episodes. Results are written to
+WORKDIR/plan_results.json (or --output).
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
+from jepa_jax.errors import ConfigError
+
+config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "The world model's training config, configs/<file>.py[:arg]; --config.plan.<key>=<value> "
+    "changes the planner (planner, horizon, samples, iterations, energy, ...).",
+    lock_config=True,
+)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Workdir of the world-model training run (its latest checkpoint is used)."
+)
+_EPISODES = flags.DEFINE_integer(
+    "episodes", None, "Number of episodes (default: config.plan.episodes)."
+)
+_BASELINES = flags.DEFINE_bool(
+    "baselines",
+    False,
+    "Also run the random-policy floor and the planner with the true simulator (true distance, "
+    "and learned latent distance) on the same episodes.",
+)
+_SAVE_EPISODE = flags.DEFINE_string(
+    "save_episode",
+    None,
+    "Save the world model's first episode as an animated GIF (.gif) or a PNG strip (.png).",
+)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Results JSON (default: <checkpoint>/plan_results.json)."
+)
+flags.mark_flags_as_required(["config", "checkpoint"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet_logging_unless_asked()
+    config = loaded_config()
+    if config.method != "world_model":
+        raise ConfigError(
+            f"config.method={config.method!r}: `plan` needs a world-model config "
+            f"(method 'world_model', e.g. configs/ac_two_rooms.py)"
+        )
+    if _EPISODES.value is not None and _EPISODES.value < 1:
+        raise ConfigError(f"--episodes={_EPISODES.value} is invalid: expected an integer >= 1")
+    if _SAVE_EPISODE.value:
+        ext = os.path.splitext(_SAVE_EPISODE.value)[1].lower()
+        if ext not in (".gif", ".png"):
+            raise ConfigError(
+                f"--save_episode={_SAVE_EPISODE.value!r}: expected a .gif or .png file name"
+            )
+    # heavy imports after flag parsing
+    import jax
+    import numpy as np
+
+    from jepa_jax.planning import evaluate, mpc, visualize
+    from jepa_jax.world_model.setup import restore_world_model
+
+    mpc.settings_from_config(config.plan)  # fail fast on bad planner settings
+    trainer, params, step = restore_world_model(config, _CHECKPOINT.value)
+    p = config.plan
+    episodes = int(p.episodes) if _EPISODES.value is None else _EPISODES.value
+    k = int(config.world_model.action_chunk)
+    print(
+        f"jepa-jax plan: world model at step {step} from {_CHECKPOINT.value}; {p.planner} with "
+        f"{p.samples} samples x {p.iterations} iterations, horizon {p.horizon} model steps "
+        f"({int(p.horizon) * k} env steps), energy {p.energy} {p.distance}; {episodes} episodes "
+        f"(budget {p.max_steps} env steps, success radius {p.success_radius} px), "
+        f"{'fixed' if config.env.fixed_wall else 'random'} walls",
+        flush=True,
+    )
+    names = evaluate.AGENTS if _BASELINES.value else ("model",)
+    results = evaluate.evaluate_all(
+        config, trainer.model, params, names, episodes, log=lambda s: print(s, flush=True)
+    )
+    print("")
+    for name in names:
+        print(evaluate.format_summary(name, results[name]["summary"]))
+    if _SAVE_EPISODE.value:
+        res = results["model"]["result"]
+        task = jax.tree.map(lambda x: np.asarray(x)[0], results["tasks"])
+        visualize.save_episode(
+            _SAVE_EPISODE.value, trainer.model.env, task, res["path"][0], int(res["steps"][0])
+        )
+        outcome = "reached the goal" if res["success"][0] else "did not reach the goal"
+        print(f"saved episode 0 ({outcome} in {int(res['steps'][0])} steps): {_SAVE_EPISODE.value}")
+    output = _OUTPUT.value or os.path.join(os.path.abspath(_CHECKPOINT.value), "plan_results.json")
+    evaluate.write_json(
+        output,
+        {
+            "checkpoint_step": step,
+            "plan": p.to_dict(),
+            "env": config.env.to_dict(),
+            **{name: results[name]["summary"] for name in names},
+        },
+    )
+    print(f"results: {output}")

@@ -1,0 +1,1 @@
+"""Built-in environments, written in pure JAX (jittable and vmappable)."""

@@ -1,0 +1,140 @@
+"""What a planner plans with: a cost for candidate action sequences, given the current position.
+
+`LatentAgent` is the point of the project: it sees only images. It encodes the current
+observation and the goal image, rolls every candidate out in latent space with the
+action-conditioned predictor, and scores the distance of the predicted latents to the goal's.
+Two ceilings use the same planner with the true simulator instead of the predictor:
+`SimulatorAgent` scores the true distance to the goal (pixels): a perfect world model with a
+hand-made energy; `SimulatorLatentAgent` renders the simulated frames and scores them with the
+trained encoder's latent distance: a perfect predictor for the learned energy.
+
+Candidate sequences are [N, H, A] action tokens: H model steps of `action_chunk` env actions
+each, in units of env.max_norm (A = 2 * action_chunk). Agents are static (hashable) and take
+their parameters as an argument, so they work inside `jit`/`vmap`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jepa_jax.envs import two_rooms
+from jepa_jax.envs.two_rooms import TwoRooms
+from jepa_jax.planning.energy import latent_distance, reduce_over_horizon
+from jepa_jax.planning.planners import CostFn
+from jepa_jax.world_model.model import WorldModel
+
+
+def env_actions(env: TwoRooms, tokens: jax.Array) -> jax.Array:
+    """Action tokens [..., A] (units of max_norm) -> env actions [..., A/2, 2] in pixels."""
+    return tokens.reshape(tokens.shape[:-1] + (-1, 2)) * env.max_norm
+
+
+def clip_tokens(tokens: jax.Array) -> jax.Array:
+    """Rescale each 2-D action inside tokens [..., A] to norm <= 1 (i.e. <= max_norm)."""
+    pairs = tokens.reshape(tokens.shape[:-1] + (-1, 2))
+    norm = jnp.linalg.norm(pairs, axis=-1, keepdims=True)
+    return (pairs * jnp.minimum(1.0, 1.0 / jnp.maximum(norm, 1e-12))).reshape(tokens.shape)
+
+
+class _WorldModelAgent:
+    """The environment and action chunk of an agent that holds a WorldModel `model`."""
+
+    model: WorldModel
+
+    @property
+    def env(self) -> TwoRooms:
+        return self.model.env
+
+    @property
+    def action_chunk(self) -> int:
+        return self.model.action_chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentAgent(_WorldModelAgent):
+    """Plans in the world model's latent space from images only."""
+
+    model: WorldModel
+    energy: str = "sum"  # sum | last
+    distance: str = "l1"  # l1 | l2
+    context_steps: int = 1  # predictor window during rollouts
+
+    def observe(self, params: Any, task: dict, pos: jax.Array) -> jax.Array:
+        """Latent [P, D] of the image of the agent at pos [2] in the task's layout."""
+        frame = two_rooms.render(self.env, task["layout"], pos)
+        return self.model.encode(params["encoder"], frame)
+
+    def goal(self, params: Any, task: dict) -> jax.Array:
+        """The goal image's latent [P, D] (computed once per episode)."""
+        return self.observe(params, task, task["goal"])
+
+    def cost_fn(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array) -> CostFn:
+        """The energy of candidates [N, H, A] from position pos (observed as an image)."""
+        z0 = self.observe(params, task, pos)
+        state0 = self.model.normalise_state(pos) if self.model.use_state else None
+
+        def cost(tokens: jax.Array) -> jax.Array:
+            n = tokens.shape[0]
+            z = jnp.broadcast_to(z0, (n,) + z0.shape)
+            s = None if state0 is None else jnp.broadcast_to(state0, (n, 2))
+            preds = self.model.rollout(params["predictor"], z, tokens, self.context_steps, s)
+            return reduce_over_horizon(latent_distance(preds, goal, self.distance), self.energy)
+
+        return cost
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatorAgent:
+    """The ceiling: plans with the true simulator and the true distance to the goal."""
+
+    env: TwoRooms
+    action_chunk: int
+    energy: str = "sum"
+
+    def goal(self, params: Any, task: dict) -> jax.Array:
+        return task["goal"]
+
+    def cost_fn(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array) -> CostFn:
+        def one(tokens):  # [H, A] -> distance after each model step [H]
+            at_frames = _frame_positions(self.env, self.action_chunk, task["layout"], pos, tokens)
+            return jnp.linalg.norm(at_frames - goal, axis=-1)
+
+        return lambda tokens: reduce_over_horizon(jax.vmap(one)(tokens), self.energy)
+
+
+def _frame_positions(env: TwoRooms, chunk: int, layout: dict, pos: jax.Array, tokens: jax.Array):
+    """True positions after each model step of tokens [H, A] from pos [2]: [H, 2]."""
+    path = two_rooms.rollout(env, layout, pos, env_actions(env, tokens).reshape(-1, 2))
+    return path[chunk - 1 :: chunk]
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatorLatentAgent(_WorldModelAgent):
+    """Ceiling for the predictor: true dynamics, frames rendered and scored in latent space."""
+
+    model: WorldModel
+    energy: str = "sum"
+    distance: str = "l1"
+
+    def goal(self, params: Any, task: dict) -> jax.Array:
+        frame = two_rooms.render(self.env, task["layout"], task["goal"])
+        return self.model.encode(params["encoder"], frame)
+
+    def cost_fn(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array) -> CostFn:
+        layout, chunk = task["layout"], self.action_chunk
+
+        def one(tokens):  # [H, A] -> latents of the true frames [H, P, D]
+            frames = two_rooms.render_many(
+                self.env, layout, _frame_positions(self.env, chunk, layout, pos, tokens)
+            )
+            return self.model.encode(params["encoder"], frames)
+
+        def cost(tokens):
+            dist = latent_distance(jax.vmap(one)(tokens), goal, self.distance)
+            return reduce_over_horizon(dist, self.energy)
+
+        return cost

@@ -1,0 +1,220 @@
+"""Planning evaluation on random Two Rooms tasks: success rate, steps to goal, seconds/episode.
+
+Tasks are a pure function of (seed, episode index): a random layout, and start and goal in
+different rooms, so every agent (learned model, random-policy floor, simulator ceiling) is scored
+on the same episodes. Episodes run `parallel_episodes` at a time (vmapped); seconds per episode is
+the wall time of all batches divided by the number of episodes, compilation excluded (reported
+separately).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jepa_jax.envs import trajectories, two_rooms
+from jepa_jax.envs.trajectories import ExplorationPolicy
+from jepa_jax.envs.two_rooms import TwoRooms
+from jepa_jax.planning import mpc
+
+TASK_SEED_OFFSET = 0
+PLANNER_SEED_OFFSET = 1
+RANDOM_POLICY_SEED_OFFSET = 2
+
+
+def make_tasks(env: TwoRooms, seed: int, num: int, margin: float) -> dict[str, Any]:
+    """Tasks 0..num-1 of `seed` (task i does not depend on num): leaves with a leading [num]."""
+    base = jax.random.fold_in(jax.random.key(seed), TASK_SEED_OFFSET)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num))
+    return jax.jit(jax.vmap(lambda k: two_rooms.sample_task(env, k, margin)))(keys)
+
+
+def _batched(tasks: dict, num: int, size: int) -> tuple[list[dict], list[jax.Array]]:
+    """Split tasks into batches of `size` (the last one padded by repeating task 0)."""
+    pad = (-num) % size
+    idx = np.concatenate([np.arange(num), np.zeros(pad, np.int64)])
+    chunks = [idx[i : i + size] for i in range(0, len(idx), size)]
+    return [jax.tree.map(lambda x, c=c: x[c], tasks) for c in chunks], [
+        jnp.asarray(c) for c in chunks
+    ]
+
+
+def evaluate_agent(
+    settings: mpc.MpcSettings,
+    agent: Any,
+    params: Any,
+    tasks: dict,
+    seed: int,
+    parallel_episodes: int,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run MPC episodes of `agent` on every task.
+
+    Returns:
+      {"success": bool [E], "steps": int [E], "path": float32 [E, max_steps + 1, 2],
+       "seconds": wall time of the episodes, "compile_seconds": float}.
+    """
+    num = int(jax.tree.leaves(tasks)[0].shape[0])
+    size = min(parallel_episodes, num)
+    planner_key = jax.random.fold_in(jax.random.key(seed), PLANNER_SEED_OFFSET)
+
+    def run(params, batch_tasks, indices):
+        keys = jax.vmap(lambda i: jax.random.fold_in(planner_key, i))(indices)
+        return jax.vmap(lambda t, k: mpc.run_episode(settings, agent, params, t, k))(
+            batch_tasks, keys
+        )
+
+    batches, indices = _batched(tasks, num, size)
+    t0 = time.perf_counter()
+    compiled = jax.jit(run).lower(params, batches[0], indices[0]).compile()
+    compile_seconds = time.perf_counter() - t0
+    outs = []
+    t0 = time.perf_counter()
+    for i, (batch_tasks, idx) in enumerate(zip(batches, indices, strict=True)):
+        outs.append(jax.device_get(compiled(params, batch_tasks, idx)))
+        if log is not None:
+            done = min((i + 1) * size, num)
+            rate = float(np.mean(np.concatenate([o["success"] for o in outs])[:done]))
+            elapsed = time.perf_counter() - t0
+            log(f"  {done}/{num} episodes, success {rate:.0%}, {elapsed / done:.1f} s/episode")
+    seconds = time.perf_counter() - t0
+    result = {k: np.concatenate([o[k] for o in outs])[:num] for k in outs[0]}
+    result.update(seconds=seconds, compile_seconds=compile_seconds)
+    return result
+
+
+def random_policy(
+    env: TwoRooms,
+    policy: ExplorationPolicy,
+    tasks: dict,
+    seed: int,
+    max_steps: int,
+    success_radius: float,
+) -> dict[str, Any]:
+    """The floor: the exploratory random policy (smoothly turning random walk, as the training
+    data) run for max_steps from each start; success on passing within the radius of the goal.
+    """
+    num = int(jax.tree.leaves(tasks)[0].shape[0])
+    base = jax.random.fold_in(jax.random.key(seed), RANDOM_POLICY_SEED_OFFSET)
+
+    def one(task, i):
+        actions = trajectories.random_actions(env, policy, jax.random.fold_in(base, i), max_steps)
+        path = two_rooms.rollout(env, task["layout"], task["start"], actions)
+        near = jnp.linalg.norm(path - task["goal"], axis=-1) <= success_radius
+        success = near.any()
+        steps = jnp.where(success, jnp.argmax(near) + 1, max_steps)
+        return {"success": success, "steps": steps}
+
+    t0 = time.perf_counter()
+    out = jax.device_get(jax.jit(jax.vmap(one))(tasks, jnp.arange(num)))
+    return {**out, "seconds": time.perf_counter() - t0, "compile_seconds": 0.0}
+
+
+def summarize(result: dict[str, Any]) -> dict[str, float]:
+    """success_rate, mean_steps_to_goal (over successes; nan if none), seconds_per_episode."""
+    success = np.asarray(result["success"], bool)
+    steps = np.asarray(result["steps"])
+    return {
+        "episodes": int(success.size),
+        "success_rate": float(success.mean()),
+        "mean_steps_to_goal": float(steps[success].mean()) if success.any() else float("nan"),
+        "seconds_per_episode": float(result["seconds"]) / max(success.size, 1),
+        "compile_seconds": float(result.get("compile_seconds", 0.0)),
+    }
+
+
+# Agents `evaluate_all` can run, in report order: the learned model, then the references.
+AGENTS = ("model", "random", "simulator", "simulator_latent")
+AGENT_DESCRIPTIONS = {
+    "model": "the world model (images only)",
+    "random": "random exploratory policy (floor)",
+    "simulator": "planner + true simulator, true distance (ceiling)",
+    "simulator_latent": "planner + true simulator, learned latent distance (predictor ceiling)",
+}
+
+
+def evaluate_all(
+    config: Any,
+    model: Any,
+    params: Any,
+    agents_to_run: tuple[str, ...] = ("model",),
+    episodes: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate the agents named in `agents_to_run` (keys of AGENTS) on the same tasks.
+
+    Args:
+      config: a world-model config (uses config.env, config.plan, config.world_model).
+      model: the WorldModel (needed for "model" and "simulator_latent").
+      params: {"encoder", "predictor"} params of the model.
+      episodes: number of tasks (default config.plan.episodes).
+
+    Returns:
+      {agent name: {"summary": summarize(...), "result": raw per-episode arrays}}; tasks under
+      "tasks".
+    """
+    from jepa_jax.planning import agents  # local: agents import the world model
+
+    plan = config.plan
+    settings = mpc.settings_from_config(plan)
+    env = two_rooms.from_config(config.env)
+    episodes = int(plan.episodes) if episodes is None else int(episodes)
+    seed, parallel = int(plan.seed), int(plan.parallel_episodes)
+    tasks = make_tasks(env, seed, episodes, float(plan.start_margin))
+    chunk = int(config.world_model.action_chunk)
+    energy, distance = str(plan.energy), str(plan.distance)
+    out: dict[str, Any] = {"tasks": tasks}
+    for name in agents_to_run:
+        if name not in AGENTS:
+            raise ValueError(f"unknown agent {name!r}; expected one of {AGENTS}")
+        if log is not None:
+            log(f"{name}: {AGENT_DESCRIPTIONS[name]}")
+        if name == "random":
+            policy = trajectories.policy_from_config(config.world_model)
+            result = random_policy(
+                env, policy, tasks, seed, settings.max_steps, settings.success_radius
+            )
+        else:
+            if name == "model":
+                agent = agents.LatentAgent(model, energy, distance, int(plan.context_steps))
+            elif name == "simulator":
+                agent = agents.SimulatorAgent(env, chunk, energy)
+            else:
+                agent = agents.SimulatorLatentAgent(model, energy, distance)
+            agent_params = {} if name == "simulator" else params
+            result = evaluate_agent(settings, agent, agent_params, tasks, seed, parallel, log)
+        out[name] = {"summary": summarize(result), "result": result}
+    return out
+
+
+def format_summary(name: str, summary: dict[str, float]) -> str:
+    """One line: 'model      success 94% (47/50) | steps to goal 38.2 | 12.3 s/episode'."""
+    n = summary["episodes"]
+    wins = int(round(summary["success_rate"] * n))
+    return (
+        f"{name:<16} success {summary['success_rate']:.0%} ({wins}/{n}) | "
+        f"mean steps to goal {summary['mean_steps_to_goal']:.1f} | "
+        f"{summary['seconds_per_episode']:.2f} s/episode "
+        f"(+{summary['compile_seconds']:.0f} s compile)"
+    )
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write JSON atomically (temp file + rename), so a failed run never leaves half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,146 @@
+"""Model-predictive control in Two Rooms: plan, execute the first action(s), observe, replan.
+
+`run_episode` is one whole episode as a pure JAX function (a `lax.while_loop` over replans that
+stops at the goal or at the step budget), so episodes are jitted once and vmapped. Success is
+reaching within `success_radius` of the goal within `max_steps` env steps (first arrival).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jepa_jax.envs import two_rooms
+from jepa_jax.errors import ConfigError
+from jepa_jax.planning import planners
+from jepa_jax.planning.agents import clip_tokens, env_actions
+from jepa_jax.planning.energy import DISTANCES, ENERGIES
+
+
+@dataclasses.dataclass(frozen=True)
+class MpcSettings:
+    """Static settings of the MPC loop (hashable)."""
+
+    planner: planners.PlannerSettings
+    horizon: int = 16  # model steps
+    init_std: float = 1.0  # units of max_norm
+    replan_every: int = 1  # model steps executed per plan
+    warm_start: bool = True
+    hold_actions: bool = True  # plan one action per model step, held for its env steps
+    max_steps: int = 200  # env steps
+    success_radius: float = 4.5  # pixels
+
+
+def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
+    """MPC settings of `config.plan`; raises ConfigError naming a bad value."""
+    s = MpcSettings(
+        planner=planners.settings_from_config(plan),
+        horizon=int(plan["horizon"]),
+        init_std=float(plan["init_std"]),
+        replan_every=int(plan["replan_every"]),
+        warm_start=bool(plan["warm_start"]),
+        hold_actions=bool(plan["hold_actions"]),
+        max_steps=int(plan["max_steps"]),
+        success_radius=float(plan["success_radius"]),
+    )
+    checks = (
+        ("horizon", s.horizon, s.horizon >= 1, "an integer >= 1"),
+        ("init_std", s.init_std, s.init_std > 0, "a number > 0"),
+        (
+            "replan_every",
+            s.replan_every,
+            1 <= s.replan_every <= s.horizon,
+            f"an integer in [1, plan.horizon={s.horizon}]",
+        ),
+        ("max_steps", s.max_steps, s.max_steps >= 1, "an integer >= 1"),
+        ("success_radius", s.success_radius, s.success_radius > 0, "a number > 0"),
+        ("energy", plan["energy"], plan["energy"] in ENERGIES, f"one of {ENERGIES}"),
+        ("distance", plan["distance"], plan["distance"] in DISTANCES, f"one of {DISTANCES}"),
+        ("context_steps", plan["context_steps"], int(plan["context_steps"]) >= 1, "an int >= 1"),
+        ("episodes", plan["episodes"], int(plan["episodes"]) >= 1, "an integer >= 1"),
+        (
+            "parallel_episodes",
+            plan["parallel_episodes"],
+            int(plan["parallel_episodes"]) >= 1,
+            "an integer >= 1",
+        ),
+    )
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"config.plan.{key}={value!r} is invalid: expected {expected}")
+    return s
+
+
+def run_episode(
+    settings: MpcSettings, agent: Any, params: Any, task: dict, key: jax.Array
+) -> dict[str, jax.Array]:
+    """One MPC episode of `agent` on `task` (see two_rooms.sample_task).
+
+    Args:
+      settings: MPC and planner settings.
+      agent: a LatentAgent or SimulatorAgent (static).
+      params: the agent's parameters (a pytree; may be empty).
+      task: {"layout", "start" [2], "goal" [2]}.
+      key: PRNG key of the planner's sampling.
+
+    Returns:
+      {"success": bool [], "steps": int32 [] env steps to reach the goal (max_steps if never),
+       "path": float32 [max_steps + 1, 2] positions (held after the episode ends),
+       "replans": int32 [] number of plans made}.
+    """
+    env = agent.env
+    chunk = agent.action_chunk
+    horizon, execute = settings.horizon, settings.replan_every
+    goal_ctx = agent.goal(params, task)
+    path0 = jnp.broadcast_to(task["start"], (settings.max_steps + 1, 2))
+
+    def to_tokens(plans):  # planner variables [..., H, 2 or A] -> action tokens [..., H, A]
+        if settings.hold_actions:
+            return jnp.tile(plans, (1,) * (plans.ndim - 1) + (chunk,))
+        return plans
+
+    def arrived(pos):
+        return jnp.linalg.norm(pos - task["goal"]) <= settings.success_radius
+
+    def run_actions(carry, action):
+        pos, t, done, path = carry
+        active = ~done & (t < settings.max_steps)
+        new_pos = jnp.where(active, two_rooms.step(env, task["layout"], pos, action), pos)
+        t = t + active.astype(jnp.int32)
+        path = jax.lax.dynamic_update_index_in_dim(path, new_pos, t, axis=0)
+        return (new_pos, t, done | arrived(new_pos), path), None
+
+    def keep_going(carry):
+        _, t, done, *_ = carry
+        return ~done & (t < settings.max_steps)
+
+    def replan(carry):
+        pos, t, done, path, mean, replans, key = carry
+        key, k_plan = jax.random.split(key)
+        token_cost = agent.cost_fn(params, goal_ctx, task, pos)
+        cost_fn = lambda plans: token_cost(to_tokens(plans))
+        plan, _ = planners.optimize(
+            settings.planner, cost_fn, k_plan, mean, settings.init_std, clip_tokens
+        )
+        actions = env_actions(env, to_tokens(plan[:execute])).reshape(-1, 2)
+        (pos, t, done, path), _ = jax.lax.scan(run_actions, (pos, t, done, path), actions)
+        if settings.warm_start:  # the rest of the plan, then zeros
+            mean = jnp.concatenate([plan[execute:], jnp.zeros_like(plan[:execute])])
+        return pos, t, done, path, mean, replans + 1, key
+
+    mean0 = jnp.zeros((horizon, 2 if settings.hold_actions else 2 * chunk), jnp.float32)
+    init = (task["start"], jnp.int32(0), arrived(task["start"]), path0, mean0, jnp.int32(0), key)
+    pos, t, done, path, _, replans, _ = jax.lax.while_loop(keep_going, replan, init)
+    # Hold the final position for the steps after the episode ended.
+    steps = jnp.arange(settings.max_steps + 1)
+    path = jnp.where((steps > t)[:, None], pos, path)
+    return {
+        "success": done,
+        "steps": jnp.where(done, t, settings.max_steps),
+        "path": path,
+        "replans": replans,
+    }

@@ -1,0 +1,195 @@
+"""The world model: frame encoder + action-conditioned predictor, and what is built from them
+(latents, next-step predictions, autoregressive rollouts), as pure functions of params.
+
+Latents are per-frame patch tokens [P, D] after a non-affine LayerNorm (as V-JEPA 2-AC normalises
+both its targets and its predictions), so predictions can be fed back as inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jepa_jax.envs.two_rooms import TwoRooms
+from jepa_jax.models import build_encoder, compute_dtype, token_grid
+from jepa_jax.models.ac_predictor import ActionConditionedPredictor
+from jepa_jax.models.vit import VisionTransformer
+from jepa_jax.train.objective import layer_norm_nonaffine
+
+
+class InverseDynamics(nn.Module):
+    """MLP [z_t, z_{t+1}] (flattened) -> the mean action between them; a collapse regulariser:
+    latents that forget the agent's position cannot explain the actions."""
+
+    hidden: int
+    action_dim: int
+
+    @nn.compact
+    def __call__(self, z_t: jax.Array, z_next: jax.Array) -> jax.Array:
+        """z_t, z_next: [..., P, D] -> [..., action_dim]."""
+        x = jnp.concatenate([z_t, z_next], axis=-1)
+        x = x.reshape(x.shape[:-2] + (-1,))
+        x = nn.gelu(nn.Dense(self.hidden, name="fc1")(x))
+        x = nn.gelu(nn.Dense(self.hidden, name="fc2")(x))
+        return nn.Dense(self.action_dim, name="out")(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModel:
+    """Modules and shapes of one world-model configuration.
+
+    Units: an action token is the chunk of `action_chunk` env actions between two frames,
+    divided by env.max_norm (so each 2-D part has norm <= 1); a state is the agent position
+    mapped to [-1, 1].
+    """
+
+    env: TwoRooms
+    encoder: VisionTransformer
+    predictor: ActionConditionedPredictor
+    idm: InverseDynamics
+    action_chunk: int
+    use_state: bool
+
+    @property
+    def action_dim(self) -> int:
+        return 2 * self.action_chunk
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (self.env.size, self.env.size, 2)
+
+    def mean_action(self, actions: jax.Array) -> jax.Array:
+        """Action tokens [..., A] -> the mean of their `action_chunk` 2-D actions [..., 2]."""
+        return actions.reshape(actions.shape[:-1] + (self.action_chunk, 2)).mean(-2)
+
+    def normalise_state(self, position: jax.Array) -> jax.Array:
+        """Agent positions [..., 2] (pixels) -> [-1, 1]."""
+        half = (self.env.hi - self.env.lo) / 2.0
+        return (position - (self.env.lo + half)) / half
+
+    def encode(self, encoder_params: Any, frames: jax.Array) -> jax.Array:
+        """Frames float [..., H, W, 2] in [0, 1] -> latents [..., P, D]."""
+        lead = frames.shape[:-3]
+        x = frames.reshape((-1,) + frames.shape[-3:])
+        h = self.encoder.apply({"params": encoder_params}, x)
+        z = layer_norm_nonaffine(h)
+        return z.reshape(lead + z.shape[-2:])
+
+    def predict(
+        self,
+        predictor_params: Any,
+        latents: jax.Array,
+        actions: jax.Array,
+        states: jax.Array | None = None,
+    ) -> jax.Array:
+        """Block-causal next-step predictions: latents [B, T, P, D], actions [B, T, A],
+        states [B, T, 2] or None -> normalised predictions [B, T, P, D] of z_1..z_T."""
+        out = self.predictor.apply(
+            {"params": predictor_params},
+            latents,
+            actions,
+            states if self.use_state else None,
+        )
+        return layer_norm_nonaffine(out)
+
+    def next_state(self, state: jax.Array, action: jax.Array) -> jax.Array:
+        """Proprioceptive state after an action chunk, propagated analytically as in V-JEPA
+        2-AC (free-space kinematics: walls ignored). state [..., 2], action [..., A]."""
+        half = (self.env.hi - self.env.lo) / 2.0
+        moved = self.mean_action(action) * self.action_chunk
+        return jnp.clip(state + moved * self.env.max_norm / half, -1.0, 1.0)
+
+    def rollout(
+        self,
+        predictor_params: Any,
+        z0: jax.Array,
+        actions: jax.Array,
+        context: int,
+        state0: jax.Array | None = None,
+    ) -> jax.Array:
+        """Autoregressive rollout: each prediction is fed back as the next input.
+
+        The predictor sees a sliding window of the last `context` steps (fixed shapes, so one
+        compilation; with context >= the number of steps this is the full-history rollout).
+        Steps not yet filled hold zeros, which the block-causal mask keeps out of every
+        prediction that matters.
+
+        Args:
+          z0: [B, P, D] starting latents.
+          actions: [B, H, A] action tokens.
+          context: window length W >= 1 (static).
+          state0: [B, 2] starting states (use_state only).
+
+        Returns:
+          [B, H, P, D] predicted latents z_1..z_H.
+        """
+        b, horizon = actions.shape[0], actions.shape[1]
+        w = int(context)
+        lat = jnp.zeros((b, w) + z0.shape[1:], z0.dtype).at[:, 0].set(z0)
+        act = jnp.zeros((b, w, actions.shape[-1]), actions.dtype)
+        states = None
+        if self.use_state:
+            states = jnp.zeros((b, w, 2), jnp.float32).at[:, 0].set(state0)
+
+        def body(carry, inputs):
+            lat, act, states, state = carry
+            i, a = inputs  # step index, action [B, A]
+            slot = jnp.minimum(i, w - 1)
+            act = act.at[:, slot].set(a)
+            pred = self.predict(predictor_params, lat, act, states)
+            z_next = jax.lax.dynamic_index_in_dim(pred, slot, axis=1, keepdims=False)
+            new_state = None if state is None else self.next_state(state, a)
+            # Append z_next: into the next slot while the window fills, else shift left.
+            full = i + 1 >= w
+            lat = jnp.where(full, jnp.roll(lat, -1, axis=1), lat)
+            act = jnp.where(full, jnp.roll(act, -1, axis=1), act)
+            put = jnp.minimum(i + 1, w - 1)
+            lat = jax.lax.dynamic_update_index_in_dim(lat, z_next, put, axis=1)
+            if states is not None:
+                states = jnp.where(full, jnp.roll(states, -1, axis=1), states)
+                states = jax.lax.dynamic_update_index_in_dim(states, new_state, put, axis=1)
+            return (lat, act, states, new_state), z_next
+
+        state = state0 if self.use_state else None
+        steps = jnp.arange(horizon)
+        _, preds = jax.lax.scan(body, (lat, act, states, state), (steps, actions.swapaxes(0, 1)))
+        return preds.swapaxes(0, 1)
+
+
+def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
+    """The world model of a config (`model.encoder`, `model.predictor`, `world_model`)."""
+    wm = config["world_model"]
+    model_cfg = config["model"]
+    encoder = build_encoder(model_cfg)
+    grid = token_grid((1, env.size, env.size, 2), int(model_cfg["encoder"]["patch_size"]), 1)
+    pred = model_cfg["predictor"]
+    width = int(pred["width"])
+    predictor = ActionConditionedPredictor(
+        width=width,
+        depth=int(pred["depth"]),
+        num_heads=int(pred["num_heads"]),
+        mlp_dim=int(round(width * float(pred["mlp_ratio"]))),
+        out_width=encoder.width,
+        grid=grid,
+        use_state=bool(wm["use_state"]),
+        dtype=compute_dtype(model_cfg),
+        gelu_approximate=bool(model_cfg["gelu_approximate"]),
+        scan=bool(model_cfg["scan_layers"]),
+        remat_policy=str(model_cfg["remat_policy"]),
+        attention_impl=str(model_cfg["attention_impl"]),
+    )
+    chunk = int(wm["action_chunk"])
+    idm = InverseDynamics(hidden=int(wm["idm_hidden"]), action_dim=2)
+    return WorldModel(
+        env=env,
+        encoder=encoder,
+        predictor=predictor,
+        idm=idm,
+        action_chunk=chunk,
+        use_state=bool(wm["use_state"]),
+    )

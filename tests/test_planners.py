@@ -1,0 +1,98 @@
+"""CEM and MPPI find the optimum of known energies; the MPC loop reaches goals with the true
+simulator; planner settings are validated."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jepa_jax import config_lib
+from jepa_jax.envs import two_rooms
+from jepa_jax.errors import ConfigError
+from jepa_jax.planning import agents, evaluate, mpc, planners
+
+H, A = 6, 4
+TARGET = jnp.asarray(np.random.default_rng(0).uniform(-0.6, 0.6, (H, A)), jnp.float32)
+SCALES = jnp.asarray(np.random.default_rng(1).uniform(0.5, 3.0, (H, A)), jnp.float32)
+
+
+def quadratic(actions):  # [N, H, A] -> [N], minimum 0 at TARGET
+    return jnp.sum(SCALES * jnp.square(actions - TARGET), axis=(1, 2))
+
+
+@pytest.mark.parametrize("kind", planners.PLANNERS)
+def test_planner_finds_quadratic_optimum(kind):
+    settings = planners.PlannerSettings(kind=kind, samples=256, elites=24, iterations=25)
+    run = jax.jit(lambda key: planners.optimize(settings, quadratic, key, jnp.zeros((H, A)), 1.0))
+    plan, info = run(jax.random.key(0))
+    np.testing.assert_allclose(plan, TARGET, atol=0.05)
+    costs = np.asarray(info["best_cost"])
+    assert costs[-1] < 1e-2 < costs[0]  # the search improved on the first iteration
+
+
+@pytest.mark.parametrize("kind", planners.PLANNERS)
+def test_planner_respects_projection(kind):
+    # The unconstrained optimum (2, 0) per 2-D action is outside the unit disc: the best
+    # feasible plan is (1, 0), on the boundary.
+    target = jnp.tile(jnp.asarray([2.0, 0.0]), (H, A // 2))
+    cost = lambda a: jnp.sum(jnp.square(a - target), axis=(1, 2))
+    settings = planners.PlannerSettings(kind=kind, samples=256, elites=24, iterations=20)
+    plan, _ = planners.optimize(
+        settings, cost, jax.random.key(1), jnp.zeros((H, A)), 1.0, agents.clip_tokens
+    )
+    pairs = np.asarray(plan).reshape(H, A // 2, 2)
+    assert np.linalg.norm(pairs, axis=-1).max() <= 1.0 + 1e-5
+    np.testing.assert_allclose(pairs[..., 0], 1.0, atol=0.05)
+    np.testing.assert_allclose(pairs[..., 1], 0.0, atol=0.1)
+
+
+def test_mpc_with_true_simulator_reaches_goals_through_the_door():
+    env = two_rooms.TwoRooms()
+    settings = mpc.MpcSettings(
+        planner=planners.PlannerSettings(kind="mppi", samples=64, elites=8, iterations=3),
+        horizon=8,
+        max_steps=120,
+    )
+    # Start and goal in different rooms, the door on the straight line between them.
+    task = {
+        "layout": {"wall_x": jnp.float32(32.0), "door_y": jnp.float32(30.0)},
+        "start": jnp.asarray([12.0, 28.0]),
+        "goal": jnp.asarray([52.0, 33.0]),
+    }
+    agent = agents.SimulatorAgent(env, action_chunk=4)
+    out = jax.jit(lambda t, k: mpc.run_episode(settings, agent, {}, t, k))(task, jax.random.key(0))
+    assert bool(out["success"])
+    steps = int(out["steps"])
+    assert 16 <= steps < 120  # 40+ px at <= 2.5 px per step
+    path = np.asarray(out["path"])
+    assert np.linalg.norm(path[steps] - np.asarray(task["goal"])) <= settings.success_radius
+    assert path[0, 0] < 32.0 < path[steps, 0]
+    np.testing.assert_array_equal(path[steps:], np.broadcast_to(path[steps], path[steps:].shape))
+
+
+def test_random_policy_floor_is_scored_on_the_same_tasks():
+    env = two_rooms.TwoRooms()
+    tasks = evaluate.make_tasks(env, seed=0, num=8, margin=2.6)
+    again = evaluate.make_tasks(env, seed=0, num=4, margin=2.6)  # task i independent of num
+    np.testing.assert_array_equal(tasks["start"][:4], again["start"])
+    from jepa_jax.envs.trajectories import ExplorationPolicy
+
+    out = evaluate.random_policy(env, ExplorationPolicy(), tasks, 0, 200, 4.5)
+    summary = evaluate.summarize(out)
+    assert summary["episodes"] == 8 and 0.0 <= summary["success_rate"] <= 1.0
+    assert np.all((np.asarray(out["steps"]) >= 1) & (np.asarray(out["steps"]) <= 200))
+
+
+def test_bad_plan_settings_are_config_errors():
+    plan = config_lib.plan_config()
+    plan.planner = "ilqr"
+    with pytest.raises(ConfigError, match="plan.planner='ilqr'"):
+        mpc.settings_from_config(plan)
+    plan = config_lib.plan_config()
+    plan.elites = plan.samples + 1
+    with pytest.raises(ConfigError, match="plan.elites"):
+        mpc.settings_from_config(plan)
+    plan = config_lib.plan_config()
+    plan.replan_every = plan.horizon + 1
+    with pytest.raises(ConfigError, match="plan.replan_every"):
+        mpc.settings_from_config(plan)
