@@ -27,7 +27,7 @@ from jepa_jax.errors import ConfigError
 from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
 from jepa_jax.train import optim
-from jepa_jax.train.monitors import feature_gram, feature_std
+from jepa_jax.train.monitors import feature_stats
 from jepa_jax.train.state import abstract_state, create_state, init_encoder_params
 from jepa_jax.world_model import data
 from jepa_jax.world_model.model import WorldModel, build_world_model
@@ -131,7 +131,8 @@ def train_step(
     lr: Callable[[jax.Array], jax.Array],
 ) -> tuple[dict, dict]:
     """One optimizer step. Pure: (state, batch) -> (new state, float32 metrics); metrics include
-    each loss term, and "feature_gram" [D, D] of the latents for the host's effective rank."""
+    each loss term, and "feature_stats" of the latents (`train.monitors.feature_stats`) from which
+    the host computes the feature std and effective rank."""
 
     def loss_fn(params):
         return objective(params, state["frozen"], batch)
@@ -144,8 +145,8 @@ def train_step(
         "loss": loss,
         "lr": lr(state["step"]),
         "grad_norm": optax.tree.norm(grads),
-        "feature_std": feature_std(aux["latents"]),
-        "feature_gram": feature_gram(aux["latents"]),
+        # Sufficient statistics; the host turns them into feature_std and effective_rank.
+        "feature_stats": feature_stats(aux["latents"]),
         **{f"loss_{k}": v for k, v in aux["terms"].items()},
     }
     return new_state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
