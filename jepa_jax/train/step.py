@@ -37,7 +37,7 @@ def train_step(
     step = state["step"]
 
     def loss_fn(params):
-        return objective(params, state["target_params"], batch)
+        return objective(params, state["target_params"], batch, step)
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -63,6 +63,7 @@ def train_step(
     }
     for i, name in enumerate(mask_names):
         metrics[f"loss_{name}"] = aux["loss_per_mask"][i]
+    metrics.update(aux.get("metrics", {}))  # e.g. the collapse regularizer's terms
     metrics["feature_std"] = feature_std(aux["target_features"])
     # The host turns this into the effective rank on logging steps (see monitors.py).
     metrics["feature_gram"] = feature_gram(aux["target_features"])
