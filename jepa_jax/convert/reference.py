@@ -145,6 +145,40 @@ def match_sincos_layout(table: np.ndarray, grid: tuple[int, ...]) -> tuple[str, 
     return None
 
 
+def _match_pos_embed(
+    table: np.ndarray, is_video: bool, tubelet: int, num_frames: int | None
+) -> tuple[str, bool, tuple[int, ...]]:
+    """(pos_embed, uniform_power, token grid) of a stored sin-cos table [N, D].
+
+    The grid is square in space; for video its length is num_frames / tubelet when given, else
+    every length that factors N is tried (only the true grid reproduces the table).
+    """
+    n = table.shape[0]
+    if not is_video:
+        lengths = [None]
+    elif num_frames is not None:
+        lengths = [num_frames // tubelet]
+    else:
+        lengths = [t for t in range(1, n + 1) if n % t == 0]
+    tried = []
+    for t in lengths:
+        per_frame = n // (t or 1)
+        side = math.isqrt(per_frame)
+        if side * side != per_frame or (t is not None and t * per_frame != n):
+            continue
+        grid = (side, side) if t is None else (t, side, side)
+        tried.append(grid)
+        layout = match_sincos_layout(table, grid)
+        if layout is not None:
+            return layout[0], layout[1], grid
+    given = "" if num_frames is None else f" (num_frames={num_frames} given)"
+    raise ConfigError(
+        f"pos_embed {table.shape} matches none of the fixed sin-cos layouts (V-JEPA 3D with or "
+        f"without uniform_power, V-JEPA or I-JEPA 2D) on the grids {tried}{given}: learned or "
+        f"interpolated position embeddings cannot be imported"
+    )
+
+
 def infer_encoder_config(
     sd: Mapping[str, Any],
     *,
@@ -159,7 +193,8 @@ def infer_encoder_config(
     Width, depth, MLP width, patch and tubelet sizes come from the weights; the positional
     scheme from `pos_embed` (absent: RoPE). Heads come from `num_heads` or the reference preset
     of that width. The input size comes from `pos_embed` when there is one (`image_size` must
-    then agree), else from `image_size`; video clips have `num_frames` frames (default 16).
+    then agree; the clip length is found from the table unless `num_frames` is given), else
+    from `image_size` and `num_frames` (default 16).
 
     Raises:
       ConfigError: missing keys, a layout we cannot reproduce, or a size other than `size`.
@@ -176,35 +211,21 @@ def infer_encoder_config(
     mlp_dim = _need(sd, "blocks.0.mlp.fc1.weight").shape[0]
     rope = "pos_embed" not in sd
     heads = num_heads or default_num_heads(width, rope)
-    num_frames = num_frames or 16
     if rope:
         if image_size is None:
             raise ConfigError("a RoPE (V-JEPA 2) checkpoint stores no input size; give image_size")
-        pos_embed, uniform_power = "rope", True
+        pos_embed, uniform_power, num_frames = "rope", True, num_frames or 16
     else:
         table = _np(sd["pos_embed"]).reshape(-1, width)
-        t_grid = num_frames // tubelet if is_video else 1
-        side = math.isqrt(table.shape[0] // max(t_grid, 1))
-        if t_grid * side * side != table.shape[0]:
-            raise ConfigError(
-                f"pos_embed has {table.shape[0]} positions, not {t_grid} frames x a square grid; "
-                f"give the clip's num_frames (got {num_frames})"
-            )
+        pos_embed, uniform_power, grid = _match_pos_embed(table, is_video, tubelet, num_frames)
+        side = grid[-1]
         if image_size is not None and image_size != side * patch:
             raise ConfigError(
                 f"image_size {image_size} does not match the checkpoint's pos_embed, which is "
                 f"for {side * patch}x{side * patch} inputs ({side}x{side} patches of {patch})"
             )
         image_size = side * patch
-        grid = (t_grid, side, side) if is_video else (side, side)
-        layout = match_sincos_layout(table, grid)
-        if layout is None:
-            raise ConfigError(
-                f"pos_embed {table.shape} matches none of the fixed sin-cos layouts on grid "
-                f"{grid} (V-JEPA 3D with or without uniform_power, V-JEPA or I-JEPA 2D): learned "
-                f"or interpolated position embeddings cannot be imported"
-            )
-        pos_embed, uniform_power = layout
+        num_frames = grid[0] * tubelet if is_video else None
     input_shape = (
         (num_frames, image_size, image_size, 3) if is_video else (image_size, image_size, 3)
     )

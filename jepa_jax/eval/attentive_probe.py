@@ -260,9 +260,14 @@ def train_probe_grid(
     for name, (tokens, labels) in eval_sets.items():
         correct = np.zeros(num_probes)
         for start in range(0, len(tokens), batch_size):
-            chunk = jnp.asarray(tokens[start : start + batch_size], jnp.float32)
-            probs = np.asarray(probs_fn(params, chunk))  # [P, B, C]
-            correct += (probs.argmax(-1) == labels[None, start : start + batch_size]).sum(-1)
+            chunk = np.asarray(tokens[start : start + batch_size], np.float32)
+            m = len(chunk)
+            if m < batch_size:  # pad to one shape: one compilation for every eval set
+                chunk = np.concatenate(
+                    [chunk, np.zeros((batch_size - m,) + chunk.shape[1:], chunk.dtype)]
+                )
+            probs = np.asarray(probs_fn(params, jnp.asarray(chunk)))[:, :m]  # [P, m, C]
+            correct += (probs.argmax(-1) == labels[None, start : start + m]).sum(-1)
         out[name] = correct / len(tokens)
     return out
 

@@ -9,6 +9,7 @@ each passed through the encoder's final LayerNorm (the I-JEPA paper's "last 4 la
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,13 @@ def pixel_features(patch_size: int, tubelet_size: int) -> FeatureFn:
     return features
 
 
+@functools.lru_cache(maxsize=64)
+def _jit_on_pixels(fn: Callable) -> Callable:
+    """jax.jit of `fn(params, normalize_pixels(uint8 x))`, one per `fn` (so splits and calls
+    with the same batch shape share one compilation)."""
+    return jax.jit(lambda p, x: fn(p, normalize_pixels(x)))
+
+
 def map_batches(
     fn: Callable[[Any, jax.Array], Any],
     params: Any,
@@ -97,7 +105,7 @@ def map_batches(
     dp = mesh.shape["data"] * mesh.shape["fsdp"]
     batch_size = -(-batch_size // dp) * dp
     sharding = batch_sharding(mesh)
-    jitted = jax.jit(lambda p, x: fn(p, normalize_pixels(x)))
+    jitted = _jit_on_pixels(fn)
     outputs: list[list[np.ndarray]] = []
     num_batches = -(-len(pixels) // batch_size)
     every = max(1, num_batches // 10)
@@ -116,6 +124,19 @@ def map_batches(
         if log is not None and num_batches >= 4 and ((b + 1) % every == 0 or b + 1 == num_batches):
             log(f"  {min(start + batch_size, len(pixels))}/{len(pixels)}")
     return [np.concatenate(acc) for acc in outputs]
+
+
+@functools.lru_cache(maxsize=64)
+def _storage_features(features: FeatureFn, keep_tokens: bool) -> Callable:
+    """`features` with outputs as stored on the host: (bfloat16 tokens, float32 pooled) or
+    pooled only (cached, so repeated calls reuse one compiled function)."""
+
+    def fn(params, x):
+        tokens, pooled = features(params, x)
+        pooled = pooled.astype(jnp.float32)
+        return (tokens.astype(jnp.bfloat16), pooled) if keep_tokens else pooled
+
+    return fn
 
 
 def extract_view_features(
@@ -138,12 +159,7 @@ def extract_view_features(
     """
     n, v = views.shape[:2]
     flat = views.reshape((n * v,) + views.shape[2:])
-
-    def fn(params, x):
-        tokens, pooled = encoder.features(params, x)
-        pooled = pooled.astype(jnp.float32)
-        return (tokens.astype(jnp.bfloat16), pooled) if keep_tokens else pooled
-
+    fn = _storage_features(encoder.features, keep_tokens)
     out = map_batches(fn, encoder.params, flat, batch_size, mesh, log)
     pooled = out[-1].reshape(n, v, -1)
     tokens = out[0].reshape((n, v) + out[0].shape[1:]) if keep_tokens else None

@@ -132,6 +132,8 @@ def restore_target_encoder(
         f"the model of {os.path.join(workdir, rundir.CONFIG_FILE)} (width {cfg.width}, depth "
         f"{cfg.depth}, {cfg.num_heads} heads, MLP {cfg.mlp_dim})",
         f"the checkpoint at step {step}",
+        expected_short="model",
+        actual_short="checkpoint",
     )
     item = {TARGET_ENCODER[0]: {TARGET_ENCODER[1]: abstract}}
     with _quiet_orbax():

@@ -68,7 +68,9 @@ def write_encoder_dir(
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
     try:
         host = jax.tree.map(lambda a: np.asarray(jax.device_get(a), np.float32), dict(params))
-        check_same_shapes(_expected_shapes(cfg), host, "the encoder config", "the params")
+        check_same_shapes(
+            _expected_shapes(cfg), host, "the encoder config", "the params", "config", "params"
+        )
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(os.path.join(tmp, PARAMS_DIR), host)
         checkpointer.wait_until_finished()
@@ -140,6 +142,8 @@ def read_encoder_dir(
         f"{ENCODER_CONFIG_FILE} (width {cfg.width}, depth {cfg.depth}, {cfg.num_heads} heads, "
         f"MLP {cfg.mlp_dim})",
         f"the params in {params_dir!r}",
+        expected_short="config",
+        actual_short="params",
     )
     return cfg, checkpointer.restore(params_dir, abstract)
 

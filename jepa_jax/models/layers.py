@@ -337,7 +337,8 @@ def rescale_residual_projections(params: Any, depth: int) -> Any:
         if path[-1] == "kernel" and path[-3:-1] in (("attn", "proj"), ("mlp", "fc2")):
             block = path[-4]
             if block == "blocks":  # scanned: per-layer scale along the leading axis
-                scale = scales.reshape((depth,) + (1,) * (leaf.ndim - 1))
+                ndim = np.ndim(leaf.unbox() if isinstance(leaf, nn.meta.AxisMetadata) else leaf)
+                scale = scales.reshape((depth,) + (1,) * (ndim - 1))
             else:
                 scale = scales[int(block.removeprefix("blocks_"))]
             if isinstance(leaf, nn.meta.AxisMetadata):  # boxed (logically partitioned) init

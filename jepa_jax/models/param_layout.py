@@ -45,27 +45,41 @@ def shape_table(tree: Any) -> dict[str, tuple[int, ...]]:
     }
 
 
-def check_same_shapes(expected: Any, actual: Any, expected_name: str, actual_name: str) -> None:
+def check_same_shapes(
+    expected: Any,
+    actual: Any,
+    expected_name: str,
+    actual_name: str,
+    expected_short: str = "expected",
+    actual_short: str = "found",
+) -> None:
     """ConfigError naming the first differences if two param trees differ in keys or shapes.
 
     Args:
       expected, actual: nested dicts of arrays or ShapeDtypeStructs.
-      expected_name, actual_name: how to call each side in the message, e.g. "the model
-        (encoder_config.json: width 192, depth 6)" and "the checkpoint".
+      expected_name, actual_name: how to call each side in the message, e.g. "the model of
+        config.json (width 192, ...)" and "the checkpoint at step 400".
+      expected_short, actual_short: one-word names for the shape listing ("model", ...).
     """
     want, got = shape_table(expected), shape_table(actual)
-    problems = []
-    for key in sorted(set(want) | set(got)):
-        if key not in got:
-            problems.append(f"{key} missing from {actual_name}")
-        elif key not in want:
-            problems.append(f"{key} in {actual_name} but not in {expected_name}")
-        elif want[key] != got[key]:
-            problems.append(
-                f"{key} has shape {got[key]} in {actual_name} but {want[key]} in {expected_name}"
-            )
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ConfigError(
-            f"{actual_name} does not match {expected_name}: " + "; ".join(problems[:3]) + more
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    differ = [k for k in sorted(set(want) & set(got)) if want[k] != got[k]]
+    if not (missing or extra or differ):
+        return
+
+    def listing(keys, fmt):
+        more = f" (and {len(keys) - 3} more)" if len(keys) > 3 else ""
+        return ", ".join(fmt(k) for k in keys[:3]) + more
+
+    parts = []
+    if differ:
+        parts.append(
+            f"shapes ({actual_short} vs {expected_short}) differ for "
+            + listing(differ, lambda k: f"{k} {got[k]} vs {want[k]}")
         )
+    if missing:
+        parts.append(f"missing from the {actual_short}: " + listing(missing, str))
+    if extra:
+        parts.append(f"not in the {expected_short}: " + listing(extra, str))
+    raise ConfigError(f"{actual_name} does not match {expected_name}: " + "; ".join(parts))
