@@ -21,12 +21,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jepa_jax.commands.common import loaded_config  # noqa: E402
+from jepa_jax.hardware import compiled_flops, measured_matmul_tflops  # noqa: E402
 from jepa_jax.sharding import make_global_batch  # noqa: E402
 from jepa_jax.train.setup import build_trainer  # noqa: E402
 
@@ -41,27 +41,6 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after the compiling one.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "The timed steps are split into this many rounds.")
 _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square fp32 reference matmul.")
-
-
-def matmul_gflops(n: int, repeats: int = 10) -> float:
-    """Best-of-`repeats` fp32 n x n @ n x n rate on the default device, GFLOP/s."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
-def step_flops(compiled) -> float:
-    """FLOPs of one step from XLA's cost analysis of the compiled executable."""
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list | tuple):  # some backends return one dict per partition
-        cost = cost[0]
-    return float(cost["flops"])
 
 
 def main(argv):
@@ -91,7 +70,7 @@ def main(argv):
         t0 = time.perf_counter()
         compiled = step.lower(state, batches[0]).compile()
         print(f"compile: {time.perf_counter() - t0:.1f} s")
-        flops = step_flops(compiled)
+        flops = compiled_flops(compiled)
         for i in range(1 + _WARMUP.value):
             state, metrics = step(state, batches[i % n_batches])
         jax.block_until_ready(metrics)
@@ -110,7 +89,7 @@ def main(argv):
     median, best = float(np.median(times)), float(np.min(times))
     per_s = config.batch_size / median
     gflops = flops / median / 1e9
-    mm = matmul_gflops(_MATMUL.value)
+    mm = measured_matmul_tflops("float32", _MATMUL.value, repeats=10) * 1e3
     print(
         f"step: median {median:.3f} s, best {best:.3f} s, p90 {np.percentile(times, 90):.3f} s "
         f"over {len(times)} steps"

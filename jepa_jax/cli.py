@@ -14,6 +14,11 @@ import sys
 # name -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("jepa_jax.commands.train", "pretrain I-JEPA / V-JEPA from a config (resumes)"),
+    "compile": (
+        "jepa_jax.commands.compile",
+        "compile the train step for a TPU topology: memory, FLOPs",
+    ),
+    "prepare": ("jepa_jax.commands.prepare", "decode a video folder once into ArrayRecord shards"),
     "eval": ("jepa_jax.commands.eval", "frozen probes (linear, attentive, kNN) of a checkpoint"),
     "export": ("jepa_jax.commands.export", "write a run's target encoder for downstream use"),
     "import": ("jepa_jax.commands.import_weights", "convert released PyTorch / HF JEPA weights"),

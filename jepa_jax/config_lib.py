@@ -131,12 +131,45 @@ def ijepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
     )
 
 
+def vjepa_video_data(data: ml_collections.ConfigDict, videos: str, shards: str) -> None:
+    """Set `data` to the V-JEPA recipe's clips from user videos (video_files source) or, when
+    `shards` is given, from `jepa-jax prepare` shards (clip_shards): 16 frames 4 apart at 224 px,
+    random-resized crop scale (0.3, 1.0) and aspect (0.75, 1.35), horizontal flip."""
+    data.name = "clip_shards" if shards else "video_files"
+    data.path = shards or videos
+    data.num_frames = 16
+    data.frame_step = 4
+    data.image_size = 224
+    data.crop_scale = (0.3, 1.0)
+    data.crop_aspect = (0.75, 1.35)
+    data.flip = True
+    data.num_workers = 8  # PyAV decoding needs processes to keep up with an accelerator
+
+
+def shrink_to_smoke_run(c: ml_collections.ConfigDict, patch_size: int = 4) -> None:
+    """Make `c` a seconds-long CPU run (the `:runlocal` config argument): 4 steps of batch 8,
+    a 2-block ViT-tiny encoder (patch `patch_size`) and a 1-block predictor, data read in this
+    process, a log line every step and a checkpoint every 2."""
+    c.total_steps = 4
+    c.batch_size = 8
+    c.data.num_workers = 0
+    c.data.num_threads = 1
+    c.model.encoder.update(size="tiny", depth=2, patch_size=patch_size)
+    c.model.predictor.update(width=32, depth=1, num_heads=2)
+    c.optim.warmup_steps = 2
+    c.log_every = 1
+    c.checkpoint_every = 2
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Every key a training config has, with the values of a tiny CPU V-JEPA run."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.total_steps = 1000
     c.batch_size = 32  # global, over all processes and devices
+    # Gradient accumulation: each step runs the batch as this many equal slices (same result,
+    # ~1/microbatches of the activation memory).
+    c.microbatches = 1
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "moving_shapes"  # a key of jepa_jax.data.pipeline.SOURCES
@@ -144,8 +177,38 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.image_size = 32
     c.data.num_examples = 100_000
     c.data.seed = 0  # seeds the procedural content of the built-in sets
-    c.data.num_threads = 2  # grain reader threads
-    c.data.prefetch = 4  # batches prefetched by grain
+    c.data.num_threads = 2  # grain reader threads (per worker process when num_workers > 0)
+    c.data.prefetch = 4  # batches prefetched by grain (per worker process when num_workers > 0)
+    # grain worker processes that decode, crop and mask (0: in the training process). Same
+    # batches for any value; the workers' positions are saved in checkpoints.
+    c.data.num_workers = 0
+    # File-backed sources (jepa_jax/data/sources.py). path: the train split's folder / index
+    # file (video_files, image_folder), `jepa-jax prepare` output (clip_shards), MNIST file
+    # (moving_mnist) or TFDS data dir (tfds_*, "" = TFDS default); test_path: the same for the
+    # 'test' split (probes).
+    c.data.path = ""
+    c.data.test_path = ""
+    c.data.tfds_name = ""  # tfds_images / tfds_video: "name[/config][:version]"
+    c.data.train_split = "train"  # TFDS split names (slices allowed: "train[:90%]")
+    c.data.test_split = "test"
+    c.data.pixels_key = "image"  # TFDS feature with the pixels ("video" for video sets)
+    c.data.label_key = "label"  # TFDS int feature kept as labels["label"]; "" = none
+    # Clips: num_frames frames frame_step apart from a random start; fps > 0 instead sets the
+    # step per video to round(video fps / fps). clips_per_video > 1 splits each video into that
+    # many segments, one example each (the reference's num_clips).
+    c.data.frame_step = 4
+    c.data.fps = 0.0
+    c.data.clips_per_video = 1
+    # Views of decoded sources: random-resized crop to image_size (torchvision's algorithm, area
+    # fraction and aspect ranges), optional horizontal flip; eval views centre-crop this fraction
+    # of the short side. Pixels stay uint8; the train step normalises on device.
+    c.data.crop_scale = (0.3, 1.0)
+    c.data.crop_aspect = (3 / 4, 4 / 3)
+    c.data.flip = False
+    c.data.eval_crop_fraction = 0.875
+    # Unreadable inputs are replaced by others and counted (data/replaced); more than this
+    # fraction of failed reads stops the run with an error naming files.
+    c.data.max_bad_fraction = 0.01
 
     c.model = ml_collections.ConfigDict()
     c.model.encoder = ml_collections.ConfigDict(
@@ -213,7 +276,11 @@ def base_config() -> ml_collections.ConfigDict:
         )
     )
 
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # -1: fill the rest
+    # Mesh axis sizes within a slice (ICI); -1 fills the rest. dcn_* multiply them across slices
+    # (multi-slice TPU) or hosts (GPU nodes): axis size = ici * dcn, with the DCN part outermost.
+    c.mesh = ml_collections.ConfigDict(
+        dict(data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
+    )
     c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
 
     c.log_every = 50
@@ -278,6 +345,15 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
     )
     for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
         need(int(config[key]) >= 1, key, config[key], "an integer >= 1")
+    d = config.data
+    for key in ("num_workers", "num_threads", "prefetch"):
+        need(int(d[key]) >= 0, f"data.{key}", d[key], "an integer >= 0")
+    need(
+        0.0 <= float(d.max_bad_fraction) <= 1.0,
+        "data.max_bad_fraction",
+        d.max_bad_fraction,
+        "a fraction in [0, 1]",
+    )
     need(
         config.loss.type in ("l1", "l2", "smooth_l1"),
         "loss.type",
@@ -309,15 +385,16 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
         ema,
         "a pair (start, end) of momenta in [0, 1]",
     )
-    # The batch must split evenly over the data-parallel devices (data x fsdp).
+    need(int(config.microbatches) >= 1, "microbatches", config.microbatches, "an integer >= 1")
+    # The batch (each microbatch) must split evenly over the data-parallel devices (data x fsdp).
     from jepa_jax.sharding import mesh_shape  # local import: sharding imports jax
 
     shape = mesh_shape(config.mesh, num_devices)
-    dp = shape[0] * shape[1]
+    dp = shape[0] * shape[1] * int(config.microbatches)
     need(
         config.batch_size % dp == 0,
         "batch_size",
         config.batch_size,
-        f"a multiple of the data-parallel size data*fsdp = {dp} "
+        f"a multiple of microbatches x data-parallel size (data*fsdp) = {dp} "
         f"(mesh {dict(zip(MESH_AXES, shape, strict=True))})",
     )

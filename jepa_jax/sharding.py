@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import linen as nn
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jepa_jax.config_lib import MESH_AXES
@@ -23,23 +24,47 @@ from jepa_jax.errors import ConfigError
 BATCH_AXES = ("data", "fsdp")
 
 
+def dcn_shape(mesh_config: Mapping[str, int]) -> tuple[int, int, int]:
+    """(data, fsdp, tensor) sizes across slices/hosts (the DCN part of the mesh)."""
+    sizes = tuple(int(mesh_config.get(f"dcn_{a}", 1)) for a in MESH_AXES)
+    if any(s < 1 for s in sizes):
+        raise ConfigError(
+            f"config.mesh dcn_* sizes must be >= 1, got {dict(zip(MESH_AXES, sizes, strict=True))}"
+        )
+    return sizes
+
+
 def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
-    """(data, fsdp, tensor) sizes from the config, a single -1 taking the remaining devices."""
+    """Total (data, fsdp, tensor) sizes: ICI sizes (one -1 takes the remaining devices of a slice)
+    times the DCN sizes."""
+    dcn = dcn_shape(mesh_config)
+    n_dcn = math.prod(dcn)
+    if num_devices % n_dcn:
+        raise ConfigError(
+            f"config.mesh dcn sizes {dcn} ({n_dcn} slices) do not divide {num_devices} devices"
+        )
+    ici = ici_shape(mesh_config, num_devices // n_dcn)
+    return tuple(i * d for i, d in zip(ici, dcn, strict=True))
+
+
+def ici_shape(mesh_config: Mapping[str, int], devices_per_slice: int) -> tuple[int, int, int]:
+    """(data, fsdp, tensor) sizes within one slice, a single -1 taking the remaining devices."""
     sizes = [int(mesh_config[a]) for a in MESH_AXES]
     fixed = math.prod(s for s in sizes if s != -1)
+    shown = {a: mesh_config[a] for a in MESH_AXES}
     if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
-        raise ConfigError(f"config.mesh={dict(mesh_config)} is invalid: sizes >= 1, at most one -1")
+        raise ConfigError(f"config.mesh={shown} is invalid: sizes >= 1, at most one -1")
     if -1 in sizes:
-        if num_devices % fixed:
+        if devices_per_slice % fixed:
             raise ConfigError(
-                f"config.mesh={dict(mesh_config)} does not divide {num_devices} devices: the fixed "
-                f"axes use {fixed}"
+                f"config.mesh={shown} does not divide {devices_per_slice} devices: the fixed axes "
+                f"use {fixed}"
             )
-        sizes[sizes.index(-1)] = num_devices // fixed
-    if math.prod(sizes) != num_devices:
+        sizes[sizes.index(-1)] = devices_per_slice // fixed
+    if math.prod(sizes) != devices_per_slice:
         raise ConfigError(
-            f"config.mesh={dict(mesh_config)} has {math.prod(sizes)} devices but "
-            f"{num_devices} are available; use -1 on one axis to fill"
+            f"config.mesh={shown} has {math.prod(sizes)} devices but {devices_per_slice} are "
+            "available per slice; use -1 on one axis to fill"
         )
     return tuple(sizes)
 
@@ -48,11 +73,21 @@ def create_mesh(mesh_config: Mapping[str, int], devices: Sequence[Any] | None = 
     """A (data, fsdp, tensor) mesh over `devices` (default: all), with Auto axis types.
 
     Auto (not Explicit) because sharding is propagated from the logical-axis annotations by the
-    compiler, which is how Flax linen's logical partitioning works.
+    compiler, which is how Flax linen's logical partitioning works. With dcn_* > 1 the mesh is
+    hybrid: the DCN (slow, cross-slice) factor of each axis is outermost, so e.g. data-parallel
+    all-reduces cross slices once while FSDP gathers stay on ICI.
     """
     devices = list(jax.devices() if devices is None else devices)
     shape = mesh_shape(mesh_config, len(devices))
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+    dcn = dcn_shape(mesh_config)
+    if math.prod(dcn) == 1:
+        return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+    ici = tuple(s // d for s, d in zip(shape, dcn, strict=True))
+    # Devices with a slice_index (multi-slice TPU) group by slice; otherwise each process is a
+    # granule (GPU/CPU hosts).
+    by_process = not hasattr(devices[0], "slice_index")
+    array = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, process_is_granule=by_process)
+    return Mesh(array, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
 
 
 def logical_rules(config_rules: Sequence[Sequence[Any]]) -> tuple[tuple[str, Any], ...]:

@@ -1,7 +1,9 @@
 """Test set-up: 8 simulated CPU devices (set before JAX starts) and tiny configs."""
 
+import hashlib
 import importlib.util
 import os
+import tempfile
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -12,6 +14,15 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
+# Many tests (and the CLI subprocesses they start) compile the same small programs: a persistent
+# compilation cache, keyed by the program, lets later compiles load from disk. One directory per
+# checkout, outside it; safe to delete at any time.
+_checkout = hashlib.sha1(os.path.abspath(__file__).encode()).hexdigest()[:10]
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"jepa-jax-test-cache-{_checkout}"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

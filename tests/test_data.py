@@ -71,13 +71,16 @@ def test_process_shards_are_disjoint_and_cover_the_global_batch():
     whole = next(iter(trainer.train_dataset(process_index=0, process_count=1)))
     parts = [next(iter(trainer.train_dataset(process_index=p, process_count=2))) for p in range(2)]
     assert all(p["pixels"].shape[0] == 4 for p in parts)
-    # Process p reads stream elements p, p+2, ...: together the two shards are the single-process
-    # batch, interleaved.
-    np.testing.assert_array_equal(parts[0]["pixels"], whole["pixels"][0::2])
-    np.testing.assert_array_equal(parts[1]["pixels"], whole["pixels"][1::2])
-    np.testing.assert_array_equal(
-        parts[1]["masks"][0]["context"], whole["masks"][0]["context"][1::2]
-    )
+    # Process p holds rows [4p, 4p+4) of the single-process global batch, masks included.
+    np.testing.assert_array_equal(parts[0]["pixels"], whole["pixels"][:4])
+    np.testing.assert_array_equal(parts[1]["pixels"], whole["pixels"][4:])
+    np.testing.assert_array_equal(parts[1]["masks"][0]["context"], whole["masks"][0]["context"][4:])
+    # ... and so on for later batches: no example is read twice.
+    it0 = iter(trainer.train_dataset(process_index=0, process_count=2))
+    it1 = iter(trainer.train_dataset(process_index=1, process_count=2))
+    pixels = [next(it)["pixels"] for _ in range(3) for it in (it0, it1)]
+    rows = np.concatenate(pixels)
+    assert len({r.tobytes() for r in rows}) == len(rows)
     with pytest.raises(ValueError, match="multiple of the process count 3"):
         trainer.train_dataset(process_index=0, process_count=3)
 

@@ -134,3 +134,14 @@ def test_token_grid_errors():
     assert token_grid((1, 16, 64, 64, 3), 8, 2) == (8, 8, 8)
     with pytest.raises(ValueError, match="frames 15 is not divisible"):
         token_grid((1, 15, 64, 64, 3), 8, 2)
+
+
+def test_reference_init_rescaling_is_the_same_with_scanned_layers():
+    depth = 3
+    scan = small_encoder(depth=depth, scan=True)
+    p_scan = nn.meta.unbox(init_encoder_params(scan, jax.random.key(0), (4, 16, 16, 3)))
+    fc2 = p_scan["transformer"]["blocks"]["mlp"]["fc2"]["kernel"]  # [depth, mlp, embed]
+    fc1 = p_scan["transformer"]["blocks"]["mlp"]["fc1"]["kernel"]
+    for i in range(depth):
+        assert abs(float(fc1[i].std()) - 0.02) < 0.003
+        assert abs(float(fc2[i].std()) - 0.02 / np.sqrt(2 * (i + 1))) < 0.003

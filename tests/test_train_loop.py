@@ -111,12 +111,3 @@ def test_cli_usage_and_unknown_command():
     assert out.returncode == 0 and "train" in out.stdout
     out = cli("trian")
     assert out.returncode == 2 and "unknown command 'trian'" in out.stderr
-
-
-def test_default_job_smoke_writes_probe_results(tmp_path):
-    out = cli("train", "--config=configs/default.py:runlocal", f"--workdir={tmp_path}")
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads((tmp_path / "probe_results.json").read_text())
-    assert results["task"] == "direction"
-    assert 0.0 <= results["trained"] <= 1.0 and 0.0 <= results["random_init"] <= 1.0
-    assert "linear probe on 'direction'" in out.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
+from jepa_jax import distributed
 from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
 
 config_flags.DEFINE_config_file(
@@ -25,12 +26,27 @@ _WORKDIR = flags.DEFINE_string(
     "A checkpoint found here is resumed.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process runs: host:port of process 0 (else auto-detect)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process runs: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Join a multi-process run found by JAX's auto-detection (TPU VM pods, SLURM, MPI); implied "
+    "by --coordinator_address and by JAX_COORDINATOR_ADDRESS / SLURM with several tasks.",
+)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     quiet_logging_unless_asked()
+    # Before anything touches a JAX backend.
+    distributed.initialize(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value
+    )
     from jepa_jax.train.loop import train  # heavy imports after flag parsing
 
     train(loaded_config(), _WORKDIR.value)

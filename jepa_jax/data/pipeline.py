@@ -1,11 +1,15 @@
-"""grain input pipelines: source -> shuffle -> repeat -> masks -> per-process shard -> batch.
+"""grain input pipelines: source -> shuffle -> repeat -> masks -> per-process rows -> batch.
 
 The training stream is a pure function of the config: element i of the (infinite) stream is a
-fixed example with fixed masks (`MaskSampler.sample_for_index(mask_seed, i)`), and process p of n
-reads elements p, p+n, p+2n, ... So a run resumes exactly from the grain iterator state saved in
-the checkpoint, and n processes see together the same examples as one process would.
+fixed example with fixed masks (`MaskSampler.sample_for_index(mask_seed, i)`), and each of n
+processes reads its contiguous block of rows of every global batch (`ProcessBatchSlice`). So a
+run resumes exactly from the grain iterator state saved in the checkpoint, and n processes
+assemble exactly the global batches one process would.
 
-Sources are looked up by `config.data.name` in SOURCES; add one with `register_source`.
+Sources are looked up by `config.data.name` in SOURCES; add one with `register_source`. Sources
+that decode files (`data.reading`) are read by stream position, so their random views (clip
+start, crop, flip) are seeded like the masks and unreadable files are replaced deterministically.
+With `config.data.num_workers` > 0, grain worker processes run everything up to batching.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any
 import grain
 import jax
 import numpy as np
+from absl import flags
 
-from jepa_jax.data import synthetic
+from jepa_jax.data import reading, synthetic
 from jepa_jax.errors import ConfigError
 from jepa_jax.masking import MaskSampler
 
@@ -31,6 +36,7 @@ INPUT_SHAPES: dict[str, Callable[[Mapping[str, Any]], tuple[int, ...]]] = {}
 # Seeds derived from config.seed for the independent random streams.
 SHUFFLE_SEED_OFFSET = 1
 MASK_SEED_OFFSET = 2
+VIEW_SEED_OFFSET = 3
 
 
 def register_source(
@@ -90,10 +96,13 @@ class AttachMasks:
         self.seed = seed
 
     def __call__(self, index: int, example: dict) -> dict:
-        return {
+        out = {
             "pixels": example["pixels"],
             "masks": self.sampler.sample_for_index(self.seed, index),
         }
+        if reading.REPLACED in example:  # bad-input count, stripped by the loop
+            out[reading.REPLACED] = example[reading.REPLACED]
+        return out
 
 
 def train_dataset(
@@ -105,7 +114,8 @@ def train_dataset(
     """This process's batched training stream (infinite).
 
     Each batch is {"pixels": uint8 [L, ...], "masks": tuple of {"context": [L, Kc],
-    "target": [L, G, Kt]}} with L = batch_size / process_count.
+    "target": [L, G, Kt]}} with L = batch_size / process_count; batches of decoded sources also
+    carry reading.REPLACED: int32 [L], the unreadable records replaced per example.
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
@@ -116,17 +126,66 @@ def train_dataset(
         )
     local_batch = config.batch_size // process_count
     seed = int(config.seed)
-    ds = grain.MapDataset.source(build_source(config.data, "train"))
-    ds = ds.shuffle(seed=seed + SHUFFLE_SEED_OFFSET)
+    source = build_source(config.data, "train")
+    # Shuffle record indices (the same permutation as shuffling the source itself), so the read
+    # step sees both the stream position and the record.
+    ds = grain.MapDataset.range(len(source)).shuffle(seed=seed + SHUFFLE_SEED_OFFSET)
     ds = ds.repeat(None)  # reshuffled every epoch
+    if reading.is_decoded_source(source):
+        max_bad = float(config.data.max_bad_fraction)
+        ds = ds.map_with_index(reading.ReadExample(source, seed + VIEW_SEED_OFFSET, max_bad))
+    else:
+        ds = ds.map(source.__getitem__)
     ds = ds.map_with_index(AttachMasks(sampler, seed + MASK_SEED_OFFSET))
-    ds = ds[process_index::process_count]
+    ds = ProcessBatchSlice(ds, process_index, process_count, local_batch)
     ds = ds.batch(local_batch, drop_remainder=True, batch_fn=stack_examples)
-    return ds.to_iter_dataset(
-        grain.ReadOptions(
-            num_threads=int(config.data.num_threads), prefetch_buffer_size=int(config.data.prefetch)
-        )
+    prefetch = int(config.data.prefetch)
+    it = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=int(config.data.num_threads), prefetch_buffer_size=prefetch)
     )
+    workers = int(config.data.num_workers)
+    if workers > 0:
+        # grain's worker start-up reads absl flags: outside the CLI (notebooks, tests) take the
+        # defaults rather than fail with UnparsedFlagAccessError.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        # Worker w computes batches w, w+W, ... and grain interleaves them in order, so the
+        # stream is the same for any worker count; the workers' positions are part of the
+        # iterator state (and so of checkpoints).
+        it = it.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=prefetch)
+        )
+    return it
+
+
+class ProcessBatchSlice(grain.MapDataset):
+    """This process's rows of every global batch, as a MapDataset.
+
+    Global batch s is stream elements [s*G, (s+1)*G) with G = local_batch * process_count;
+    process p reads rows [p*L, (p+1)*L) of it. That is the layout
+    `jax.make_array_from_process_local_data` assumes, so any number of processes assembles
+    exactly the single-process global batch, row for row.
+    """
+
+    def __init__(
+        self, parent: grain.MapDataset, process_index: int, process_count: int, local_batch: int
+    ):
+        super().__init__(parent)
+        if not 0 <= process_index < process_count:
+            raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+        self._p, self._n, self._local = process_index, process_count, local_batch
+
+    def __len__(self) -> int:
+        return len(self._parent) // self._n
+
+    def __getitem__(self, index: int):
+        if isinstance(index, slice):
+            raise TypeError("ProcessBatchSlice does not support slicing")
+        batch, row = divmod(index, self._local)
+        return self._parent[(batch * self._n + self._p) * self._local + row]
+
+    def __str__(self) -> str:
+        return f"ProcessBatchSlice(process {self._p} of {self._n}, {self._local} rows per batch)"
 
 
 def stack_examples(examples: list[Any]) -> Any:
@@ -147,3 +206,7 @@ def labelled_arrays(
     examples = [source[i] for i in range(num_examples)]
     stacked = stack_examples(examples)
     return stacked["pixels"], stacked["labels"]
+
+
+# The file-backed sources register themselves (imported last: they call register_source).
+from jepa_jax.data import sources  # noqa: E402, F401

@@ -20,7 +20,8 @@ from jepa_jax import rundir
 from jepa_jax.checkpoint import STATE
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
-from jepa_jax.models.param_layout import check_same_shapes, unstack_blocks
+from jepa_jax.models.layers import unstack_layers
+from jepa_jax.models.param_layout import check_same_shapes
 
 TARGET_ENCODER = ("target_params", "encoder")
 
@@ -128,7 +129,7 @@ def restore_target_encoder(
     )
     check_same_shapes(
         expected_encoder_shapes(cfg),
-        unstack_blocks(abstract),
+        jax.eval_shape(unstack_layers, abstract),  # exports use the unscanned layout
         f"the model of {os.path.join(workdir, rundir.CONFIG_FILE)} (width {cfg.width}, depth "
         f"{cfg.depth}, {cfg.num_heads} heads, MLP {cfg.mlp_dim})",
         f"the checkpoint at step {step}",
@@ -145,5 +146,5 @@ def restore_target_encoder(
                 partial_restore=True,
             ),
         )
-    params = unstack_blocks(restored[TARGET_ENCODER[0]][TARGET_ENCODER[1]])
+    params = unstack_layers(restored[TARGET_ENCODER[0]][TARGET_ENCODER[1]])
     return config, cfg, params, step

@@ -335,16 +335,43 @@ def rescale_residual_projections(params: Any, depth: int) -> Any:
     out = {}
     for path, leaf in flat.items():
         if path[-1] == "kernel" and path[-3:-1] in (("attn", "proj"), ("mlp", "fc2")):
+            boxed = isinstance(leaf, nn.meta.AxisMetadata)  # logically partitioned at init
+            value = leaf.unbox() if boxed else leaf
             block = path[-4]
             if block == "blocks":  # scanned: per-layer scale along the leading axis
-                ndim = np.ndim(leaf.unbox() if isinstance(leaf, nn.meta.AxisMetadata) else leaf)
-                scale = scales.reshape((depth,) + (1,) * (ndim - 1))
+                scale = scales.reshape((depth,) + (1,) * (value.ndim - 1))
             else:
                 scale = scales[int(block.removeprefix("blocks_"))]
-            if isinstance(leaf, nn.meta.AxisMetadata):  # boxed (logically partitioned) init
-                value = leaf.unbox()
-                leaf = leaf.replace_boxed(value * jnp.asarray(scale, value.dtype))
-            else:
-                leaf = leaf * jnp.asarray(scale, leaf.dtype)
+            value = value * jnp.asarray(scale, value.dtype)
+            leaf = leaf.replace_boxed(value) if boxed else value
         out[path] = leaf
     return traverse_util.unflatten_dict(out)
+
+
+def stack_layers(tree: Any) -> Any:
+    """Unrolled -> scanned layout: every dict holding `blocks_0 .. blocks_{n-1}` gets one `blocks`
+    entry whose leaves are stacked along a new leading [n] axis (what `scan=True` creates).
+
+    Works on any tree with that structure (params, EMA params, optimizer moments), so a
+    checkpoint trained with scan_layers=False can be continued with scan_layers=True.
+    """
+    if not isinstance(tree, dict):
+        return tree
+    keys = [k for k in tree if k.startswith("blocks_")]
+    out = {k: stack_layers(v) for k, v in tree.items() if k not in keys}
+    if keys:
+        blocks = [stack_layers(tree[f"blocks_{i}"]) for i in range(len(keys))]
+        out["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
+    return out
+
+
+def unstack_layers(tree: Any) -> Any:
+    """Scanned -> unrolled layout: the inverse of `stack_layers`."""
+    if not isinstance(tree, dict):
+        return tree
+    out = {k: unstack_layers(v) for k, v in tree.items() if k != "blocks"}
+    if "blocks" in tree:
+        depth = jax.tree.leaves(tree["blocks"])[0].shape[0]
+        for i in range(depth):
+            out[f"blocks_{i}"] = jax.tree.map(lambda x, i=i: x[i], tree["blocks"])
+    return out

@@ -1,39 +1,13 @@
-"""Param-tree utilities: unscanned block layout and shape comparison with readable errors."""
+"""Comparing param trees by shape, with errors that name what differs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 from flax import traverse_util
 
 from jepa_jax.errors import ConfigError
-
-
-def unstack_blocks(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Encoder (or predictor) params with `transformer/blocks` stacked by `nn.scan` (a leading
-    [depth] axis on every leaf) rewritten as `transformer/blocks_{i}`; other trees unchanged.
-
-    Exports always use the unscanned layout, which maps one-to-one onto PyTorch's `blocks.{i}`.
-    Works on arrays and on jax.ShapeDtypeStruct trees.
-    """
-    transformer = params["transformer"]
-    if "blocks" not in transformer:
-        return dict(params)
-    stacked = transformer["blocks"]
-    depth = jax.tree.leaves(stacked)[0].shape[0]
-
-    def layer(a, i):
-        if isinstance(a, jax.ShapeDtypeStruct):  # abstract trees (checkpoint metadata) too
-            return jax.ShapeDtypeStruct(a.shape[1:], a.dtype)
-        return a[i]
-
-    blocks = {
-        f"blocks_{i}": jax.tree.map(lambda a, i=i: layer(a, i), stacked) for i in range(depth)
-    }
-    return {**params, "transformer": blocks}
 
 
 def shape_table(tree: Any) -> dict[str, tuple[int, ...]]:

@@ -20,18 +20,35 @@ from absl import logging
 from jepa_jax import config_lib, rundir
 from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.eval.pretrain_probe import run_pretrain_probe
+from jepa_jax.hardware import compiled_flops, peak_tflops_per_device
 from jepa_jax.sharding import make_global_batch
-from jepa_jax.train.monitors import effective_rank_from_gram
-from jepa_jax.train.reporting import Reporter, format_duration
+from jepa_jax.train.data_stats import DataStats
+from jepa_jax.train.flops import jepa_step_flops
+from jepa_jax.train.monitors import monitors_from_stats
+from jepa_jax.train.reporting import Reporter, StepPerformance, format_duration
 from jepa_jax.train.setup import build_trainer
 
 
+def step_performance(trainer, compiled) -> StepPerformance:
+    """Model FLOPs per device (analytic; XLA's count of the compiled step for reference) and the
+    device's peak, for throughput and MFU."""
+    device = trainer.mesh.devices.flat[0]
+    peak, source = peak_tflops_per_device(device, str(trainer.config.model.dtype))
+    return StepPerformance(
+        flops_per_device=jepa_step_flops(trainer) / trainer.mesh.devices.size,
+        xla_flops_per_device=compiled_flops(compiled),
+        tokens_per_example=int(np.prod(trainer.sampler.grid)),
+        peak_tflops_per_device=peak,
+        peak_source=source,
+    )
+
+
 def host_metrics(metrics: dict) -> dict[str, float]:
-    """Fetch a step's metrics and finish the host-side monitors (effective rank)."""
+    """Fetch a step's metrics and finish the collapse monitors on the host."""
     fetched = jax.device_get(metrics)
-    gram = fetched.pop("feature_gram")
+    stats = fetched.pop("feature_stats")
     out = {k: float(v) for k, v in fetched.items()}
-    out["effective_rank"] = effective_rank_from_gram(gram)
+    out.update(monitors_from_stats(stats))
     return out
 
 
@@ -111,17 +128,21 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
         step_fn = None
         metrics_host: dict[str, float] = {}
         interrupted = False
+        data_stats = DataStats()
         t_start = time.perf_counter()
         with _StopRequest() as stop:
             for step in range(start_step, total_steps):
-                batch = make_global_batch(next(data_iter), mesh)
+                batch = make_global_batch(data_stats.next_batch(data_iter), mesh)
                 if step_fn is None:
-                    step_fn = trainer.make_step(shardings, batch)
+                    # Compile ahead of time once: the executable's cost analysis gives the FLOPs
+                    # for throughput/MFU, and running it rejects any shape change outright.
+                    step_fn = trainer.make_step(shardings, batch).lower(state, batch).compile()
+                    reporter.set_performance(step_performance(trainer, step_fn))
                 state, metrics = step_fn(state, batch)
                 done = step + 1
                 first = step == start_step
                 if first or done % int(config.log_every) == 0 or done == total_steps:
-                    metrics_host = host_metrics(metrics)
+                    metrics_host = host_metrics(metrics) | data_stats.scalars()
                     if not np.isfinite(metrics_host["loss"]):
                         raise FloatingPointError(
                             f"loss is {metrics_host['loss']} at step {done}; lower optim.lr or "

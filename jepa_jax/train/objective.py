@@ -19,12 +19,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jepa_jax.models.vit import gather_tokens, token_grid
 
-# ImageNet statistics, as the reference's normalisation.
-PIXEL_MEAN = jnp.array([0.485, 0.456, 0.406], jnp.float32) * 255.0
-PIXEL_STD = jnp.array([0.229, 0.224, 0.225], jnp.float32) * 255.0
+# ImageNet statistics, as the reference's normalisation (numpy: importing this module must not
+# start a JAX backend).
+PIXEL_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
+PIXEL_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
 
 
 def normalize_pixels(pixels: jax.Array, dtype=jnp.float32) -> jax.Array:

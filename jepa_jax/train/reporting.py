@@ -5,6 +5,7 @@ Only process 0 writes; other processes' reporters are silent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,6 +28,24 @@ def format_duration(seconds: float) -> str:
     if m:
         return f"{m}m{s:02d}s"
     return f"{s}s"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPerformance:
+    """What turns steps/s into throughput and MFU."""
+
+    flops_per_device: float  # model FLOPs of one step per device (train/flops.py)
+    xla_flops_per_device: float  # XLA's cost analysis of the compiled step (loops counted once)
+    tokens_per_example: int  # input tokens of one clip / image
+    peak_tflops_per_device: float
+    peak_source: str
+
+    def describe(self) -> str:
+        return (
+            f"step: {self.flops_per_device / 1e9:.4g} model GFLOP per device (XLA's cost analysis: "
+            f"{self.xla_flops_per_device / 1e9:.4g}); peak {self.peak_tflops_per_device:.3g} "
+            f"TFLOP/s per device ({self.peak_source})"
+        )
 
 
 class Reporter:
@@ -60,6 +79,12 @@ class Reporter:
             self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
         self._last_step: int | None = None
         self._last_time: float | None = None
+        self.performance: StepPerformance | None = None
+
+    def set_performance(self, performance: StepPerformance) -> None:
+        """Enable tokens/s, TFLOP/s per device and MFU in the reports."""
+        self.performance = performance
+        self.print(performance.describe())
 
     def start(self, step: int) -> None:
         """Mark the step the timing intervals start from (after the first, compiling step)."""
@@ -77,6 +102,12 @@ class Reporter:
             steps_per_s = (step - self._last_step) / max(now - self._last_time, 1e-9)
             scalars["steps_per_s"] = steps_per_s
             scalars[f"{self.unit}_per_s"] = steps_per_s * self.examples_per_step
+            if self.performance is not None:
+                perf = self.performance
+                scalars["tokens_per_s"] = scalars[f"{self.unit}_per_s"] * perf.tokens_per_example
+                tflops = perf.flops_per_device * steps_per_s / 1e12
+                scalars["tflops_per_device"] = tflops
+                scalars["mfu"] = tflops / perf.peak_tflops_per_device
         self._last_step, self._last_time = step, now
         if not self.is_main:
             return scalars
@@ -99,11 +130,12 @@ class Reporter:
         if "steps_per_s" in s:
             rate = s["steps_per_s"]
             eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
-            parts += [
-                f"{rate:.2f} steps/s",
-                f"{s[f'{self.unit}_per_s']:.1f} {self.unit}/s",
-                f"ETA {format_duration(eta)}",
-            ]
+            parts += [f"{rate:.2f} steps/s", f"{s[f'{self.unit}_per_s']:.1f} {self.unit}/s"]
+            if "mfu" in s:
+                parts.append(f"MFU {100 * s['mfu']:.0f}%")
+            parts.append(f"ETA {format_duration(eta)}")
+        if s.get("data/replaced"):  # unreadable inputs skipped so far (data.reading)
+            parts.append(f"replaced {int(s['data/replaced'])} inputs")
         return " | ".join(parts)
 
     def close(self) -> None:

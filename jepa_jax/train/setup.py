@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
@@ -23,7 +24,7 @@ from jepa_jax.models import (
     compute_dtype,
     token_grid,
 )
-from jepa_jax.sharding import create_mesh, logical_rules
+from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules
 from jepa_jax.train import optim
 from jepa_jax.train.objective import JepaObjective
 from jepa_jax.train.regularizers import regularizer_from_config, target_mode_from_config
@@ -65,6 +66,21 @@ class Trainer:
         """Shape/dtype/sharding structs of the state, for restoring a checkpoint."""
         return abstract_state(self.init_fn, self.mesh, self.rules)
 
+    def abstract_batch(self) -> dict:
+        """ShapeDtypeStructs (with the batch sharding) of one global training batch, for
+        compiling without data."""
+        b = int(self.config.batch_size)
+        sharding = batch_sharding(self.mesh)
+        sds = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+        masks = tuple(
+            {
+                "context": sds((b, spec.num_context), jnp.int32),
+                "target": sds((b, self.sampler.target_groups(spec), spec.num_target), jnp.int32),
+            }
+            for spec in self.sampler.specs
+        )
+        return {"pixels": sds((b,) + self.example_shape, jnp.uint8), "masks": masks}
+
     def train_dataset(self, process_index: int | None = None, process_count: int | None = None):
         return pipeline.train_dataset(self.config, self.sampler, process_index, process_count)
 
@@ -79,6 +95,7 @@ class Trainer:
             rules=self.rules,
             state_shardings=state_shardings,
             batch_example=batch_example,
+            microbatches=int(self.config.microbatches),
         )
 
 

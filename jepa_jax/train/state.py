@@ -84,7 +84,9 @@ def make_init_fn(
 def state_shardings(init_fn: Callable, mesh: Mesh, rules) -> tuple[Any, Any]:
     """(abstract unboxed state, NamedShardings of the state) without allocating it."""
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        boxed = jax.eval_shape(init_fn, jax.random.key(0))
+        # The key is made inside eval_shape too: nothing runs, so this also works for meshes of
+        # devices that are not attached (ahead-of-time compilation for a TPU topology).
+        boxed = jax.eval_shape(lambda: init_fn(jax.random.key(0)))
     shardings = tree_shardings(boxed, mesh, rules)
     return nn.meta.unbox(boxed), shardings
 

@@ -11,10 +11,26 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
-from jepa_jax.sharding import batch_sharding, replicated
-from jepa_jax.train.monitors import feature_gram, feature_std
+from jepa_jax.sharding import BATCH_AXES, batch_sharding, replicated
+from jepa_jax.train.monitors import feature_stats
 from jepa_jax.train.objective import JepaObjective
 from jepa_jax.train.optim import ema_update
+
+
+def split_microbatches(batch: Any, microbatches: int) -> Any:
+    """[B, ...] leaves -> [microbatches, B / microbatches, ...].
+
+    Microbatch k takes rows k, k + m, k + 2m, ...: every device holds a contiguous block of
+    rows, so each microbatch keeps an equal share on every device and no data moves.
+    """
+
+    def split(x):
+        x = x.reshape((x.shape[0] // microbatches, microbatches) + x.shape[1:])
+        x = jnp.swapaxes(x, 0, 1)
+        spec = jax.sharding.PartitionSpec(None, BATCH_AXES)
+        return jax.lax.with_sharding_constraint(x, spec)
+
+    return jax.tree.map(split, batch)
 
 
 def train_step(
@@ -25,21 +41,43 @@ def train_step(
     tx: optax.GradientTransformation,
     schedules: dict[str, Callable],
     mask_names: Sequence[str],
+    microbatches: int = 1,
 ) -> tuple[dict, dict]:
     """One optimizer step. Pure: (state, batch) -> (new state, metrics).
 
-    Metrics are float32 scalars, except "feature_gram" ([D, D], for the host's effective-rank
-    computation: `monitors.effective_rank_from_gram`).
-
     Gradients are taken w.r.t. state["params"] only; state["target_params"] enters the loss as
-    a constant (and under stop_gradient), then moves toward the new encoder params by EMA.
+    a constant (and under stop_gradient), then moves toward the new encoder params by EMA. With
+    microbatches > 1 the batch is processed in that many slices whose gradients are averaged
+    before one update: the same result as the whole batch at a fraction of the activation
+    memory (the loss is a mean over equal-sized slices).
+
+    Metrics are float32 scalars, plus "feature_stats" (the collapse monitors' sufficient
+    statistics; `monitors.monitors_from_stats` finishes them on the host).
     """
     step = state["step"]
 
-    def loss_fn(params):
-        return objective(params, state["target_params"], batch, step)
+    def loss_fn(params, mb):
+        loss, aux = objective(params, state["target_params"], mb, step)
+        extra = aux.get("metrics", {})  # e.g. the collapse regularizer's terms
+        return loss, (aux["loss_per_mask"], feature_stats(aux["target_features"]), extra)
 
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if microbatches == 1:
+        (loss, (loss_per_mask, stats, extra)), grads = grad_fn(state["params"], batch)
+    else:
+        mbs = split_microbatches(batch, microbatches)
+        # Zero accumulators shaped like one microbatch's (loss, aux) and grads.
+        shapes = jax.eval_shape(grad_fn, state["params"], jax.tree.map(lambda x: x[0], mbs))
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def accumulate(carry, mb):
+            return jax.tree.map(jnp.add, carry, grad_fn(state["params"], mb)), None
+
+        ((loss, (loss_per_mask, stats, extra)), grads), _ = jax.lax.scan(accumulate, zeros, mbs)
+        grads = jax.tree.map(lambda g: g / microbatches, grads)
+        loss, loss_per_mask = loss / microbatches, loss_per_mask / microbatches
+        extra = jax.tree.map(lambda v: v / microbatches, extra)
+
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     momentum = schedules["ema"](step)
@@ -62,11 +100,9 @@ def train_step(
         "param_norm": optax.tree.norm(params),
     }
     for i, name in enumerate(mask_names):
-        metrics[f"loss_{name}"] = aux["loss_per_mask"][i]
-    metrics.update(aux.get("metrics", {}))  # e.g. the collapse regularizer's terms
-    metrics["feature_std"] = feature_std(aux["target_features"])
-    # The host turns this into the effective rank on logging steps (see monitors.py).
-    metrics["feature_gram"] = feature_gram(aux["target_features"])
+        metrics[f"loss_{name}"] = loss_per_mask[i]
+    metrics.update(extra)
+    metrics["feature_stats"] = stats
     return new_state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
 
 
@@ -80,6 +116,7 @@ def make_train_step(
     rules: Any,
     state_shardings: Any,
     batch_example: Any,
+    microbatches: int = 1,
 ) -> Callable[[dict, dict], tuple[dict, dict]]:
     """`train_step` jitted over the mesh, state donated.
 
@@ -93,7 +130,13 @@ def make_train_step(
         # Tracing happens here, so the logical axis rules must be active here.
         with nn.logical_axis_rules(rules):
             return train_step(
-                state, batch, objective=objective, tx=tx, schedules=schedules, mask_names=mask_names
+                state,
+                batch,
+                objective=objective,
+                tx=tx,
+                schedules=schedules,
+                mask_names=mask_names,
+                microbatches=microbatches,
             )
 
     return jax.jit(

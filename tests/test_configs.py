@@ -1,0 +1,121 @@
+"""Every config in configs/ loads and builds; the recipes carry the reference values; the
+file-backed configs smoke-train through the CLI on data the test writes."""
+
+import glob
+import json
+import os
+
+import pytest
+from conftest import REPO, load_config
+from media import write_index_video, write_mnist_npz, write_truncated_video
+from test_train_loop import cli, read_losses
+
+from jepa_jax import config_lib
+from jepa_jax.train.loop import train
+from jepa_jax.train.setup import build_trainer
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+# Arguments that make each config buildable without data (building reads no files).
+ARGS = {
+    "ijepa_vith14_in1k.py": "train=/data/imagenet/train",
+    "vjepa_vitl16.py": "videos=/data/k710.csv",
+    "vjepa_video_folder.py": "videos=/data/videos",
+    "vjepa_moving_mnist.py": "mnist=/data/mnist.npz",
+}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_every_config_loads_and_builds(path):
+    name = os.path.basename(path)
+    for arg in [ARGS.get(name)] + (["runlocal"] if name in ARGS else []):
+        config = load_config(path, arg)
+        config_lib.validate_config(config, num_devices=1)
+        trainer = build_trainer(config)
+        assert trainer.example_shape[-1] == 3
+        assert len(trainer.sampler.specs) >= 1
+
+
+def test_recipes_carry_the_reference_values():
+    ij = load_config(os.path.join(REPO, "configs", "ijepa_vith14_in1k.py"), "train=/x")
+    assert (ij.model.encoder.size, ij.model.encoder.patch_size, ij.data.image_size) == (
+        "huge",
+        14,
+        224,
+    )
+    assert (ij.batch_size, ij.total_steps, ij.optim.warmup_steps) == (2048, 187_500, 25_000)
+    assert (ij.optim.start_lr, ij.optim.lr, ij.optim.final_lr) == (2e-4, 1e-3, 1e-6)
+    assert tuple(ij.ema) == (0.996, 1.0) and ij.loss.type == "smooth_l1"
+    assert not ij.model.predictor.zero_init_mask_tokens and not ij.data.flip
+    assert ij.mask.kind == "multiblock2d" and ij.model.dtype == "bfloat16"
+
+    vj = load_config(os.path.join(REPO, "configs", "vjepa_vitl16.py"), "videos=/x")
+    assert (vj.model.encoder.size, vj.model.encoder.patch_size, vj.data.num_frames) == (
+        "large",
+        16,
+        16,
+    )
+    assert (vj.batch_size, vj.total_steps, vj.optim.warmup_steps) == (3072, 90_000, 12_000)
+    assert (vj.optim.lr, vj.optim.schedule_scale, vj.optim.grad_clip_norm) == (6.25e-4, 1.25, 10)
+    assert tuple(vj.data.crop_aspect) == (0.75, 1.35) and vj.data.flip
+    assert vj.mask.count_quantile == 0.04 and vj.data.frame_step == 4
+    assert load_config(os.path.join(REPO, "configs", "vjepa_vitl16.py"), "shards=/s").data.name == (
+        "clip_shards"
+    )
+
+
+def test_video_folder_config_trains_on_videos_with_a_corrupt_file(tmp_path):
+    videos = tmp_path / "videos"
+    for i in range(4):
+        write_index_video(str(videos / f"v{i}.mp4"), 24, tint=40 * i)
+    write_truncated_video(str(videos / "broken.mp4"), str(videos / "v0.mp4"))
+    config = load_config(
+        os.path.join(REPO, "configs", "vjepa_video_folder.py"), f"videos={videos},runlocal"
+    )
+    config.data.max_bad_fraction = 0.5
+    config.total_steps = 3
+    config.checkpoint_every = 100  # one save, at the end
+    config.model.encoder.update(width=32, num_heads=2, mlp_dim=64)  # compile faster
+    out = train(config, str(tmp_path / "run"))
+    losses = read_losses(tmp_path / "run")
+    assert sorted(losses) == [1, 2, 3]
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    # 24 clips drawn from 5 files, one broken: the replacements are counted in the metrics.
+    assert records[-1]["data/replaced"] > 0
+    assert 0.0 <= records[-1]["data/wait_fraction"] <= 1.0
+    assert out["final_metrics"]["data/replaced"] == records[-1]["data/replaced"]
+
+
+def test_moving_mnist_config_streams_from_a_local_file(tmp_path):
+    write_mnist_npz(str(tmp_path / "mnist.npz"))
+    config = load_config(
+        os.path.join(REPO, "configs", "vjepa_moving_mnist.py"),
+        f"mnist={tmp_path / 'mnist.npz'},runlocal",
+    )
+    batch = next(iter(build_trainer(config).train_dataset()))
+    assert batch["pixels"].shape == (8, 4, 64, 64, 3) and batch["pixels"].max() == 255
+
+
+def test_cli_prepare_writes_shards_and_a_missing_folder_is_one_line(tmp_path):
+    videos = tmp_path / "videos"
+    for i in range(3):
+        write_index_video(str(videos / f"v{i}.mp4"), 24, tint=40 * i)
+    cfg = os.path.join(REPO, "configs", "vjepa_video_folder.py")
+    out = cli(
+        "prepare",
+        f"--config={cfg}:videos={videos},runlocal",
+        f"--output={tmp_path / 'shards'}",
+        "--num_workers=0",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "wrote 3 clips in 1 shard(s)" in out.stdout
+    config = load_config(cfg, f"shards={tmp_path / 'shards'},runlocal")
+    batch = next(iter(build_trainer(config).train_dataset()))
+    assert batch["pixels"].shape == (8, 4, 32, 32, 3)
+
+    # A missing video folder: one line naming it, exit 2, and the workdir is not created.
+    out = cli("train", f"--config={cfg}:videos={tmp_path / 'nope'}", f"--workdir={tmp_path / 'w'}")
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"config.data.path='{tmp_path / 'nope'}' does not exist" in lines[0]
+    assert not (tmp_path / "w").exists()
