@@ -18,6 +18,22 @@ from jepa_jax.export.encoder_dir import SAFETENSORS_FILE, write_encoder_dir  # n
 from jepa_jax.models.pos_embed import sincos_table  # noqa: E402
 
 ATOL = 1e-4
+# Hugging Face IJepa names of the reference layout's keys (ours: theirs), outside the blocks and
+# (besides q/k/v) inside each block.
+IJEPA_TOP = {
+    "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+    "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+    "pos_embed": "embeddings.position_embeddings",
+    "norm.weight": "layernorm.weight",
+    "norm.bias": "layernorm.bias",
+}
+IJEPA_BLOCK = (
+    ("attn.proj", "attention.o_proj"),
+    ("norm1", "layernorm_before"),
+    ("norm2", "layernorm_after"),
+    ("mlp.fc1", "mlp.fc1"),
+    ("mlp.fc2", "mlp.fc2"),
+)
 
 
 def randomize_norms(model):
@@ -44,6 +60,20 @@ def qkv_to_reference(sd, q, k, v, prefix_out):
             [sd[q + ".bias"], sd[k + ".bias"], sd[v + ".bias"]]
         ),
     }
+
+
+def hf_to_reference(sd, layers, q, k, v, renames, top):
+    """A reference-layout encoder state dict from an HF one: `top` maps reference keys to HF keys,
+    q/k/v name HF's attention projections and `renames` (ours, theirs) the other block layers."""
+    enc = {ours: sd[theirs] for ours, theirs in top.items()}
+    for i in range(2):
+        h, b = f"{layers}.{i}", f"blocks.{i}"
+        a = f"{h}.attention"
+        enc.update(qkv_to_reference(sd, f"{a}.{q}", f"{a}.{k}", f"{a}.{v}", f"{b}.attn"))
+        for ours, theirs in renames:
+            enc[f"{b}.{ours}.weight"] = sd[f"{h}.{theirs}.weight"]
+            enc[f"{b}.{ours}.bias"] = sd[f"{h}.{theirs}.bias"]
+    return enc
 
 
 @pytest.fixture(scope="module")
@@ -124,27 +154,9 @@ def test_hf_vjepa2_parity_with_tiled_3d_rope(vjepa2):
 def test_reference_pth_tar_checkpoints_convert(tmp_path, ijepa, vjepa2):
     # I-JEPA: a training checkpoint dict with DDP `module.` prefixes.
     model, x, ref = ijepa
-    sd = numpy_state(model)
-    enc = {
-        "patch_embed.proj.weight": sd["embeddings.patch_embeddings.projection.weight"],
-        "patch_embed.proj.bias": sd["embeddings.patch_embeddings.projection.bias"],
-        "pos_embed": sd["embeddings.position_embeddings"],
-        "norm.weight": sd["layernorm.weight"],
-        "norm.bias": sd["layernorm.bias"],
-    }
-    for i in range(2):
-        h, b = f"layers.{i}", f"blocks.{i}"
-        a = f"{h}.attention"
-        enc.update(qkv_to_reference(sd, f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{b}.attn"))
-        for ours, theirs in (
-            ("attn.proj", "attention.o_proj"),
-            ("norm1", "layernorm_before"),
-            ("norm2", "layernorm_after"),
-            ("mlp.fc1", "mlp.fc1"),
-            ("mlp.fc2", "mlp.fc2"),
-        ):
-            enc[f"{b}.{ours}.weight"] = sd[f"{h}.{theirs}.weight"]
-            enc[f"{b}.{ours}.bias"] = sd[f"{h}.{theirs}.bias"]
+    enc = hf_to_reference(
+        numpy_state(model), "layers", "q_proj", "k_proj", "v_proj", IJEPA_BLOCK, IJEPA_TOP
+    )
     checkpoint = {
         "target_encoder": {f"module.{k}": torch.from_numpy(v) for k, v in enc.items()},
         "encoder": {f"module.{k}": torch.zeros_like(torch.from_numpy(v)) for k, v in enc.items()},
@@ -159,26 +171,17 @@ def test_reference_pth_tar_checkpoints_convert(tmp_path, ijepa, vjepa2):
 
     # V-JEPA 2: `module.backbone.` prefixes, no pos_embed (RoPE), input size given.
     model, x, ref = vjepa2
-    sd = numpy_state(model)
-    enc = {
-        "patch_embed.proj.weight": sd["encoder.embeddings.patch_embeddings.proj.weight"],
-        "patch_embed.proj.bias": sd["encoder.embeddings.patch_embeddings.proj.bias"],
-        "norm.weight": sd["encoder.layernorm.weight"],
-        "norm.bias": sd["encoder.layernorm.bias"],
+    top = {
+        "patch_embed.proj.weight": "encoder.embeddings.patch_embeddings.proj.weight",
+        "patch_embed.proj.bias": "encoder.embeddings.patch_embeddings.proj.bias",
+        "norm.weight": "encoder.layernorm.weight",
+        "norm.bias": "encoder.layernorm.bias",
     }
-    for i in range(2):
-        h, b = f"encoder.layer.{i}", f"blocks.{i}"
-        a = f"{h}.attention"
-        enc.update(qkv_to_reference(sd, f"{a}.query", f"{a}.key", f"{a}.value", f"{b}.attn"))
-        for ours, theirs in (
-            ("attn.proj", "attention.proj"),
-            ("norm1", "norm1"),
-            ("norm2", "norm2"),
-            ("mlp.fc1", "mlp.fc1"),
-            ("mlp.fc2", "mlp.fc2"),
-        ):
-            enc[f"{b}.{ours}.weight"] = sd[f"{h}.{theirs}.weight"]
-            enc[f"{b}.{ours}.bias"] = sd[f"{h}.{theirs}.bias"]
+    renames = (("attn.proj", "attention.proj"),) + tuple(
+        (n, n) for n in ("norm1", "norm2", "mlp.fc1", "mlp.fc2")
+    )
+    sd = numpy_state(model)
+    enc = hf_to_reference(sd, "encoder.layer", "query", "key", "value", renames, top)
     path = str(tmp_path / "vitl.pt")
     torch.save(
         {"encoder": {f"module.backbone.{k}": torch.from_numpy(v) for k, v in enc.items()}}, path
@@ -198,26 +201,14 @@ def test_exported_safetensors_load_into_the_hf_model(tmp_path, ijepa):
     cfg, params, _ = convert_hf_state_dict(numpy_state(model), model.config.to_dict())
     out = write_encoder_dir(str(tmp_path / "export"), cfg, params, {"kind": "test"})
     sd = load_file(f"{out}/{SAFETENSORS_FILE}")
-    hf = {
-        "embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
-        "embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
-        "embeddings.position_embeddings": sd["pos_embed"],
-        "layernorm.weight": sd["norm.weight"],
-        "layernorm.bias": sd["norm.bias"],
-    }
+    hf = {theirs: sd[ours] for ours, theirs in IJEPA_TOP.items()}
     for i in range(cfg.depth):
         h, b = f"layers.{i}", f"blocks.{i}"
         for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
             rows = slice(j * cfg.width, (j + 1) * cfg.width)
             hf[f"{h}.attention.{name}.weight"] = sd[f"{b}.attn.qkv.weight"][rows]
             hf[f"{h}.attention.{name}.bias"] = sd[f"{b}.attn.qkv.bias"][rows]
-        for ours, theirs in (
-            ("attn.proj", "attention.o_proj"),
-            ("norm1", "layernorm_before"),
-            ("norm2", "layernorm_after"),
-            ("mlp.fc1", "mlp.fc1"),
-            ("mlp.fc2", "mlp.fc2"),
-        ):
+        for ours, theirs in IJEPA_BLOCK:
             hf[f"{h}.{theirs}.weight"] = sd[f"{b}.{ours}.weight"]
             hf[f"{h}.{theirs}.bias"] = sd[f"{b}.{ours}.bias"]
     fresh = transformers.IJepaModel(model.config).eval()
