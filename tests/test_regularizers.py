@@ -137,6 +137,7 @@ def test_no_ema_run_collapses_and_sigreg_prevents_it(collapse_runs):
     assert start > 5.0  # both start from the same healthy init (rank ~11 of 32)
     assert with_sigreg[0]["effective_rank"] == pytest.approx(start, rel=1e-4)
     rank_none, rank_sigreg = none[-1]["effective_rank"], with_sigreg[-1]["effective_rank"]
+    print(f"effective rank: start {start:.2f}, no EMA {rank_none:.2f}, + SIGReg {rank_sigreg:.2f}")
     assert rank_none < 1.5, rank_none  # collapsed: every token maps to ~one vector
     assert rank_sigreg > 5.0 * rank_none, (rank_sigreg, rank_none)
     # The regularizer's terms are reported with the step's metrics.
