@@ -5,14 +5,13 @@ detected; bad input (another model size, missing files) is a clear one-line erro
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, tiny_image_config, tiny_video_config
+from conftest import tiny_image_config, tiny_video_config
+from test_train_loop import cli  # `python -m jepa_jax ...` in a subprocess
 
 import jepa_jax
 from jepa_jax import rundir
@@ -31,16 +30,6 @@ from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.train.objective import normalize_pixels
 from jepa_jax.train.setup import build_trainer
-
-
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "jepa_jax", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def one_line_error(out, command):

@@ -3,8 +3,6 @@ last-k-block features, and `jepa-jax eval` end to end (results JSON, TensorBoard
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 from flax import linen as nn
+from test_train_loop import cli  # `python -m jepa_jax ...` in a subprocess
 
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.attentive_probe import (
@@ -188,11 +187,12 @@ def test_label_count_mismatch_and_bad_probe_settings_are_errors(export_dir, tmp_
 
 
 def test_eval_cli_error_is_one_line(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "jepa_jax", "eval", f"--config={PROBE_CONFIG}:runlocal",
-         f"--workdir={tmp_path}", f"--checkpoint={tmp_path / 'missing'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    out = cli(
+        "eval",
+        f"--config={PROBE_CONFIG}:runlocal",
+        f"--workdir={tmp_path}",
+        f"--checkpoint={tmp_path / 'missing'}",
+    )
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
     assert lines[0].startswith("jepa-jax eval: error: checkpoint path not found")
