@@ -40,13 +40,7 @@ def get_config(arg=None):
     c.probe.task = "shape"
 
     if args.runlocal:
-        c.total_steps = 4
-        c.batch_size = 8
-        c.model.encoder.depth = 2
-        c.model.predictor.depth = 1
-        c.optim.warmup_steps = 2
-        c.log_every = 1
-        c.checkpoint_every = 2
+        config_lib.shrink_to_smoke_run(c)
         c.probe.num_train = 64
         c.probe.num_test = 32
     return c

@@ -102,8 +102,12 @@ def test_colab_notebook_trains_with_the_smoke_config(tmp_path):
     # The default job (here its :runlocal variant) ends with the probe and writes its results.
     results = json.loads((tmp_path / "probe_results.json").read_text())
     assert results == {k: v for k, v in scope["result"]["probe"].items()}
-    assert results["task"] == "direction"
+    assert results["task"] == "color"
     assert 0 <= results["trained"] <= 1 and 0 <= results["random_init"] <= 1
+    # Every label of the video set is probed; the headline is the configured task's row.
+    assert set(results["tasks"]) == {"shape", "color", "direction", "position_cell"}
+    assert results["tasks"]["color"]["trained"] == results["trained"]
+    assert results["tasks"]["direction"]["chance"] == 1 / 8
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert {"loss", "feature_std", "effective_rank"} <= set(records[-1])
 

@@ -42,6 +42,9 @@ def main(argv: list[str]) -> None:
     # TPU VM metadata would have, which keeps its log quiet.
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+    # libtpu takes a machine-wide lock (/tmp/libtpu_lockfile) that any other JAX process with
+    # libtpu installed may hold; compiling never touches a TPU, so sharing it is safe.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", parse_topology(_TOPOLOGY.value).cloud_name)
 
     config = loaded_config()

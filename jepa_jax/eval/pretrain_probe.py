@@ -2,7 +2,8 @@
 
 Fits the same linear probe on frozen, average-pooled target-encoder features of the built-in
 dataset's latent labels for (a) the trained EMA encoder and (b) a freshly initialised one, and
-writes {"trained", "random_init", "task", ...} to <workdir>/probe_results.json.
+writes {"trained", "random_init", "task", ...} (for the headline `config.probe.task`) plus
+"tasks" (the same for every label the dataset carries) to <workdir>/probe_results.json.
 """
 
 from __future__ import annotations
@@ -58,16 +59,31 @@ def run_pretrain_probe(
             jax.random.key(int(config.seed) + 1)
         )
     )
+    # Features are extracted once per encoder; a linear fit per label is cheap next to that.
+    tasks = [t for t in LABEL_CLASSES if t in train_labels]
+    per_task: dict[str, dict[str, Any]] = {t: {"chance": 1.0 / LABEL_CLASSES[t]} for t in tasks}
     results: dict[str, Any] = {"task": task, "num_classes": num_classes}
     for name, params in (("trained", trained_params), ("random_init", random_params)):
         log(f"probe: extracting {name} features ({len(train_px)} train / {len(test_px)} test)")
         with jax.set_mesh(mesh):
             f_train = pooled_features(apply_fn, params, train_px, int(probe.batch_size), mesh)
             f_test = pooled_features(apply_fn, params, test_px, int(probe.batch_size), mesh)
-        fit = fit_linear_probe(f_train, train_labels[task], f_test, test_labels[task], num_classes)
-        results[name] = fit["accuracy"]
-        results[f"{name}_detail"] = fit
+        for t in tasks:
+            fit = fit_linear_probe(
+                f_train, train_labels[t], f_test, test_labels[t], LABEL_CLASSES[t]
+            )
+            per_task[t][name] = fit["accuracy"]
+            if t == task:
+                results[name] = fit["accuracy"]
+                results[f"{name}_detail"] = fit
     results["chance"] = 1.0 / num_classes
+    results["tasks"] = per_task
+    log("linear probe test accuracy:")
+    log(f"  {'label':<14} {'trained':>8} {'random init':>12} {'chance':>7}")
+    for t in tasks:
+        r = per_task[t]
+        mark = "   <- config.probe.task" if t == task else ""
+        log(f"  {t:<14} {r['trained']:>8.3f} {r['random_init']:>12.3f} {r['chance']:>7.3f}{mark}")
     log(
         f"linear probe on '{task}' ({num_classes} classes, chance {results['chance']:.3f}): "
         f"trained {results['trained']:.3f} | random init {results['random_init']:.3f}"
