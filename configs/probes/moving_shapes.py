@@ -1,9 +1,10 @@
 """Probes of a moving-shapes encoder (the default job's) on the built-in labels.
 
 Linear, attentive (V-JEPA probe, a 5 x 4 grid of learning rates x weight decays) and kNN probes
-on 2000 labelled train clips, scored on 1000 test clips, for the checkpoint's encoder and, as
-baselines, a random-init encoder and raw pixels. The data section is configs/default.py's (read
-from that file, so the two stay in step), as is the default task. Arguments (`:key=value,...`):
+on labelled train clips, scored on test clips, for the checkpoint's encoder and, as baselines, a
+random-init encoder and raw pixels. The data section, the default task and the example counts
+are configs/default.py's (read from that file, so the two stay in step). Arguments
+(`:key=value,...`):
 
   task=            the label to predict (shape, color, direction, position_cell); default: the
                    default run's config.probe.task
@@ -43,8 +44,8 @@ def get_config(arg=None):
 
     p = c.probe
     p.task = args.task or run.probe.task
-    p.num_train = 2000
-    p.num_test = 1000
+    p.num_train = run.probe.num_train
+    p.num_test = run.probe.num_test
     p.batch_size = 64
     p.probes = ("linear", "attentive", "knn")
     p.baselines = ("random_init", "pixels")
