@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "prepare": ("jepa_jax.commands.prepare", "decode a video folder once into ArrayRecord shards"),
     "plan": ("jepa_jax.commands.plan", "plan with a trained world model in Two Rooms (CEM/MPPI)"),
+    "eval": ("jepa_jax.commands.eval", "frozen probes (linear, attentive, kNN) of a checkpoint"),
+    "export": ("jepa_jax.commands.export", "write a run's target encoder for downstream use"),
+    "import": ("jepa_jax.commands.import_weights", "convert released PyTorch / HF JEPA weights"),
 }
 
 PROG = "jepa-jax"

@@ -222,6 +222,9 @@ def base_config() -> ml_collections.ConfigDict:
             patch_size=4,
             tubelet_size=2,
             uniform_power=True,
+            # sincos | sincos_wh (I-JEPA's 2D channel order) | rope (V-JEPA 2 3D RoPE in every
+            # attention layer, no absolute table); see jepa_jax/models/vit.py
+            pos_embed="sincos",
         )
     )
     c.model.predictor = ml_collections.ConfigDict(
@@ -255,6 +258,24 @@ def base_config() -> ml_collections.ConfigDict:
         )
     )
     c.ema = (0.998, 1.0)  # EMA momentum, linear from ema[0] to ema[1] over the schedule
+    # Target encoder. ema=False: the target is the online encoder (target_params then track
+    # params exactly, momentum 0, so exports still read target_params); stop_gradient=False
+    # (needs ema=False) also lets the gradient flow through the target features.
+    c.target = ml_collections.ConfigDict(dict(ema=True, stop_gradient=True))
+    # Collapse regularizer on the context encoder's output tokens (train/regularizers.py):
+    # none | vicreg (variance hinge + vicreg_covariance_weight * covariance) | sigreg (LeJEPA:
+    # Epps-Pulley statistic of num_slices random 1-D projections, trapezoid on [0, t_max] with
+    # num_points nodes, odd). Loss = prediction loss + weight * regularizer.
+    c.regularizer = ml_collections.ConfigDict(
+        dict(
+            type="none",
+            weight=0.05,
+            num_slices=256,
+            t_max=3.0,
+            num_points=17,
+            vicreg_covariance_weight=0.04,
+        )
+    )
 
     # Mesh axis sizes within a slice (ICI); -1 fills the rest. dcn_* multiply them across slices
     # (multi-slice TPU) or hosts (GPU nodes): axis size = ici * dcn, with the DCN part outermost.
@@ -267,8 +288,43 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
 
+    # Probes of frozen features. enabled/task/num_train/num_test/batch_size also drive the
+    # end-of-training linear probe; the rest is for `jepa-jax eval` (eval/suite.py), which reads
+    # labelled examples of config.data.
     c.probe = ml_collections.ConfigDict(
-        dict(enabled=False, task="shape", num_train=2000, num_test=1000, batch_size=64)
+        dict(
+            enabled=False,
+            task="shape",  # the label to predict (built-in: jepa_jax.data.synthetic.LABEL_CLASSES)
+            num_train=2000,  # labelled examples of the train split the probes learn from
+            num_test=1000,  # examples of the test split they are scored on
+            batch_size=64,  # examples per encoder forward pass
+            num_classes=config_dict.placeholder(int),  # None: the built-in count, else max label+1
+            probes=("linear", "attentive", "knn"),  # which probes `jepa-jax eval` runs
+            # The same probes on comparison features: "random_init" (the same encoder, randomly
+            # initialised) and "pixels" (the raw pixel patches as tokens).
+            baselines=(),
+            # Views per example: num_clips evenly spaced clips of clip_frames frames, each cut
+            # into num_views crop_size crops along the diagonal; probabilities are averaged.
+            clip_frames=config_dict.placeholder(int),  # None: the encoder's training clip length
+            num_clips=1,
+            crop_size=config_dict.placeholder(int),  # None: the encoder's training image size
+            num_views=1,
+            # Linear probe on average-pooled tokens, standardised with train statistics; the
+            # averages of the last last_k_blocks blocks (each final-normed) are concatenated.
+            linear=dict(last_k_blocks=1, l2=(1e-4, 1e-3, 1e-2, 1e-1), steps=500, lr=0.01),
+            # Attentive probe grid (lrs x weight_decays trained in parallel, AdamW, cosine):
+            # num_self_blocks 0 is V-JEPA's probe, 3 V-JEPA 2's; num_heads None: the encoder's.
+            attentive=dict(
+                num_self_blocks=0,
+                num_heads=config_dict.placeholder(int),
+                lrs=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
+                weight_decays=(0.01, 0.1, 0.4, 0.8),
+                epochs=20,
+                batch_size=64,
+                val_fraction=0.2,  # held out of the train examples to pick (lr, wd)
+            ),
+            knn=dict(k=20, temperature=0.07),  # cosine kNN; votes weighted exp(sim/temperature)
+        )
     )
 
     # Which training loop `jepa-jax train` runs: "jepa" (I-JEPA / V-JEPA pretraining) or

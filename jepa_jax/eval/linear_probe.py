@@ -1,7 +1,11 @@
 """Frozen-feature linear probe: pooled encoder features -> multinomial logistic regression.
 
-The L2 strength is chosen on a held-out fifth of the probe's training set (never on the test
-set); all candidate strengths train in parallel in one jitted, vmapped loop.
+Features are standardised with the training set's per-dimension mean and std (BatchNorm-style
+normalisation without affine, with the statistics frozen as at BatchNorm's inference time). The
+L2 strength is chosen on a held-out fifth of the probe's training set (never on the test set);
+all candidate strengths train in parallel in one jitted, vmapped loop. With several views per
+example (clips x crops), every training view is a sample and the test class probabilities are
+averaged over each example's views.
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from jepa_jax.sharding import batch_sharding
-from jepa_jax.train.objective import normalize_pixels
+from jepa_jax.eval.features import map_batches
 
 DEFAULT_L2 = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -40,24 +43,8 @@ def pooled_features(
     Returns:
       float32 [N, D].
     """
-    dp = mesh.shape["data"] * mesh.shape["fsdp"]
-    batch_size = -(-batch_size // dp) * dp
-    sharding = batch_sharding(mesh)
-
-    @jax.jit
-    def features(params, x):
-        return apply_fn(params, normalize_pixels(x)).astype(jnp.float32).mean(axis=1)
-
-    out = []
-    for start in range(0, len(pixels), batch_size):
-        chunk = pixels[start : start + batch_size]
-        n = len(chunk)
-        if n < batch_size:  # pad the last batch so every call has the same shape
-            pad = np.zeros((batch_size - n,) + chunk.shape[1:], chunk.dtype)
-            chunk = np.concatenate([chunk, pad])
-        x = jax.device_put(chunk, sharding)
-        out.append(np.asarray(features(params, x))[:n])
-    return np.concatenate(out)
+    fn = lambda p, x: apply_fn(p, x).astype(jnp.float32).mean(axis=1)
+    return map_batches(fn, params, pixels, batch_size, mesh)[0]
 
 
 def _train_logreg(x, y, num_classes, l2s, steps, lr):
@@ -94,9 +81,16 @@ _train_logreg_jit = jax.jit(_train_logreg, static_argnames=("num_classes", "step
 
 
 def _accuracy(w, b, x, y) -> np.ndarray:
-    """Accuracy of each probe: w [P, D, C], b [P, C] -> [P]."""
-    logits = jnp.einsum("nd,pdc->pnc", x, w) + b[:, None]
-    return np.asarray((logits.argmax(-1) == y[None]).mean(-1))
+    """Accuracy of each probe: w [P, D, C], b [P, C], x [N, V, D] -> [P]; the class
+    probabilities of an example's V views are averaged."""
+    logits = jnp.einsum("nvd,pdc->pnvc", x, w) + b[:, None, None]
+    probs = jax.nn.softmax(logits, axis=-1).mean(axis=2)
+    return np.asarray((probs.argmax(-1) == y[None]).mean(-1))
+
+
+def _as_views(x: np.ndarray) -> np.ndarray:
+    """[N, D] -> [N, 1, D]; [N, V, D] unchanged."""
+    return x[:, None] if x.ndim == 2 else x
 
 
 def fit_linear_probe(
@@ -113,7 +107,8 @@ def fit_linear_probe(
     """Train a linear classifier on frozen features and report held-out accuracy.
 
     Args:
-      train_x, test_x: float [N, D] features; train_y, test_y: int [N] labels in [0, num_classes).
+      train_x, test_x: float [N, D] features, or [N, V, D] with V views per example.
+      train_y, test_y: int [N] labels in [0, num_classes).
 
     Returns:
       {"accuracy": test accuracy of the probe retrained on all training features with the L2
@@ -127,25 +122,31 @@ def fit_linear_probe(
             raise ValueError(
                 f"{name} labels span [{y.min()}, {y.max()}] but the probe has {num_classes} classes"
             )
-    if train_x.shape[1] != test_x.shape[1]:
+    train_x, test_x = _as_views(train_x), _as_views(test_x)
+    if train_x.shape[-1] != test_x.shape[-1]:
         raise ValueError(
-            f"feature widths differ: train {train_x.shape[1]} vs test {test_x.shape[1]}"
+            f"feature widths differ: train {train_x.shape[-1]} vs test {test_x.shape[-1]}"
         )
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    flat = train_x.reshape(-1, train_x.shape[-1])
+    mean, std = flat.mean(0), flat.std(0) + 1e-6
     train_x = (train_x - mean) / std
     test_x = (test_x - mean) / std
     perm = np.random.default_rng(seed).permutation(len(train_x))
     n_val = max(1, len(train_x) // 5)
     val_idx, fit_idx = perm[:n_val], perm[n_val:]
     l2_arr = jnp.asarray(l2s, jnp.float32)
-    w, b = _train_logreg_jit(
-        jnp.asarray(train_x[fit_idx]), jnp.asarray(train_y[fit_idx]), num_classes, l2_arr, steps, lr
-    )
+
+    def samples(idx):  # every view of the chosen examples is a training sample
+        x = train_x[idx]
+        return jnp.asarray(x.reshape(-1, x.shape[-1])), jnp.asarray(
+            np.repeat(train_y[idx], x.shape[1])
+        )
+
+    w, b = _train_logreg_jit(*samples(fit_idx), num_classes, l2_arr, steps, lr)
     val_acc = _accuracy(w, b, jnp.asarray(train_x[val_idx]), jnp.asarray(train_y[val_idx]))
     best = int(np.argmax(val_acc))
-    w, b = _train_logreg_jit(
-        jnp.asarray(train_x), jnp.asarray(train_y), num_classes, l2_arr[best : best + 1], steps, lr
-    )
+    all_idx = np.arange(len(train_x))
+    w, b = _train_logreg_jit(*samples(all_idx), num_classes, l2_arr[best : best + 1], steps, lr)
     test_acc = _accuracy(w, b, jnp.asarray(test_x), jnp.asarray(test_y))[0]
     return {
         "accuracy": float(test_acc),

@@ -11,6 +11,7 @@ from jepa_jax.errors import ConfigError
 from jepa_jax.models.predictor import Predictor
 from jepa_jax.models.vit import (
     ENCODER_PRESETS,
+    POS_EMBEDS,
     VisionTransformer,
     patchify,
     resolve_encoder_spec,
@@ -38,6 +39,16 @@ def _common(model_config: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+def encoder_pos_embed(model_config: Mapping[str, Any]) -> str:
+    """`model.encoder.pos_embed`, checked ("sincos" for configs saved before the key existed)."""
+    value = model_config["encoder"].get("pos_embed", "sincos")
+    if value not in POS_EMBEDS:
+        raise ConfigError(
+            f"config.model.encoder.pos_embed={value!r} is invalid: expected one of {POS_EMBEDS}"
+        )
+    return value
+
+
 def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
     """The ViT encoder of `model.encoder` (a size preset plus overrides)."""
     enc = model_config["encoder"]
@@ -56,6 +67,7 @@ def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
         patch_size=int(enc["patch_size"]),
         tubelet_size=int(enc["tubelet_size"]),
         uniform_power=bool(enc["uniform_power"]),
+        pos_embed=encoder_pos_embed(model_config),
         **_common(model_config),
     )
 
@@ -75,6 +87,7 @@ def build_predictor(
         num_mask_tokens=num_mask_tokens,
         zero_init_mask_tokens=bool(pred["zero_init_mask_tokens"]),
         uniform_power=bool(model_config["encoder"]["uniform_power"]),
+        pos_embed=encoder_pos_embed(model_config),
         **_common(model_config),
     )
 
@@ -82,6 +95,7 @@ def build_predictor(
 __all__ = [
     "DTYPES",
     "ENCODER_PRESETS",
+    "POS_EMBEDS",
     "Predictor",
     "VisionTransformer",
     "build_encoder",

@@ -22,6 +22,8 @@ from flax import linen as nn
 from flax import traverse_util
 from jax.ad_checkpoint import checkpoint_name
 
+from jepa_jax.models.rope import apply_rope
+
 Dtype = Any
 
 LN_EPS = 1e-6
@@ -196,8 +198,11 @@ class Attention(nn.Module):
     implementation: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-        """x: [B, N, D]; mask: optional bool [B or 1, heads or 1, N, N], True = may attend."""
+    def __call__(
+        self, x: jax.Array, mask: jax.Array | None = None, rope: tuple | None = None
+    ) -> jax.Array:
+        """x: [B, N, D]; mask: optional bool [B or 1, heads or 1, N, N], True = may attend;
+        rope: optional (cos, sin) [B or 1, N, R] rotating q and k (models/rope.py)."""
         width = x.shape[-1]
         if width % self.num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
@@ -211,6 +216,8 @@ class Attention(nn.Module):
         )(x)
         qkv = checkpoint_name(qkv, "qkv_proj")
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each [B, N, H, Dh]
+        if rope is not None:  # V-JEPA 2: positions enter only through rotated q and k
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         q = nn.with_logical_constraint(q, ("act_batch", "act_tokens", "act_heads", "act_kv"))
         k = nn.with_logical_constraint(k, ("act_batch", "act_tokens", "act_heads", "act_kv"))
         v = nn.with_logical_constraint(v, ("act_batch", "act_tokens", "act_heads", "act_kv"))
@@ -236,11 +243,11 @@ class Block(nn.Module):
     attention_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None):
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None, rope: tuple | None = None):
         x = checkpoint_name(x, "block_in")
         x = nn.with_logical_constraint(x, ("act_batch", "act_tokens", "act_embed"))
         h = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(
-            layer_norm("norm1", self.dtype)(x), mask
+            layer_norm("norm1", self.dtype)(x), mask, rope
         )
         x = checkpoint_name(x + h, "attn_resid")
         h = Mlp(self.mlp_dim, dtype=self.dtype, gelu_approximate=self.gelu_approximate, name="mlp")(
@@ -270,7 +277,10 @@ class Transformer(nn.Module):
     attention_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array | None = None, rope: tuple | None = None
+    ) -> jax.Array:
+        """x: [B, N, D] -> [B, N, D]; mask and rope as in `Attention`, shared by all blocks."""
         block_cls = Block
         if self.remat_policy != "none":
             if self.remat_policy not in REMAT_POLICIES:
@@ -295,14 +305,14 @@ class Transformer(nn.Module):
                 block_cls,
                 variable_axes={"params": 0},
                 split_rngs={"params": True},
-                in_axes=(nn.broadcast,),
+                in_axes=(nn.broadcast, nn.broadcast),
                 length=self.depth,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )(**kwargs, name="blocks")
-            x, _ = stack(x, mask)
+            x, _ = stack(x, mask, rope)
         else:
             for i in range(self.depth):
-                x, _ = block_cls(**kwargs, name=f"blocks_{i}")(x, mask)
+                x, _ = block_cls(**kwargs, name=f"blocks_{i}")(x, mask, rope)
         return x
 
 

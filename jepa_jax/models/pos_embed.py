@@ -28,11 +28,16 @@ def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
 
-def sincos_2d(dim: int, grid_hw: tuple[int, int]) -> np.ndarray:
-    """I-JEPA 2D table: [H*W, dim], tokens in row-major (h, w) order; half the channels encode h."""
+def sincos_2d(dim: int, grid_hw: tuple[int, int], w_first: bool = False) -> np.ndarray:
+    """2D table: [H*W, dim], tokens in row-major (h, w) order; half the channels encode h.
+
+    The first half encodes the row (h) as in V-JEPA; `w_first` puts the column (w) first, as the
+    I-JEPA code does (its meshgrid puts w first), which its released weights were trained with.
+    """
     h, w = grid_hw
     gh, gw = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return np.concatenate([sincos_1d(dim // 2, gh), sincos_1d(dim // 2, gw)], axis=1)
+    first, second = (gw, gh) if w_first else (gh, gw)
+    return np.concatenate([sincos_1d(dim // 2, first), sincos_1d(dim // 2, second)], axis=1)
 
 
 def sincos_3d(dim: int, grid_thw: tuple[int, int, int], uniform_power: bool = True) -> np.ndarray:
@@ -51,10 +56,15 @@ def sincos_3d(dim: int, grid_thw: tuple[int, int, int], uniform_power: bool = Tr
     return table[:, :dim]
 
 
-def sincos_table(dim: int, grid: tuple[int, ...], uniform_power: bool = True) -> np.ndarray:
-    """Table for a 2D (h, w) or 3D (t, h, w) token grid, as float32 [prod(grid), dim]."""
+def sincos_table(
+    dim: int, grid: tuple[int, ...], uniform_power: bool = True, w_first: bool = False
+) -> np.ndarray:
+    """Table for a 2D (h, w) or 3D (t, h, w) token grid, as float32 [prod(grid), dim].
+
+    `w_first` (2D only) selects the I-JEPA channel order, see `sincos_2d`.
+    """
     if len(grid) == 2:
-        table = sincos_2d(dim, grid)
+        table = sincos_2d(dim, grid, w_first)
     elif len(grid) == 3:
         table = sincos_3d(dim, grid, uniform_power)
     else:

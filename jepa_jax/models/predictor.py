@@ -19,6 +19,10 @@ class Predictor(nn.Module):
     positions; one learned mask token per mask config, plus its position, stands at each target
     index. After the blocks, only the mask-token outputs are normed and projected back to the
     encoder width. Attention is bidirectional over [context | targets].
+
+    `pos_embed` follows the encoder's: "sincos_wh" selects the I-JEPA 2D channel order; "rope"
+    (V-JEPA 2 encoders) still gives the predictor sin-cos positions (V-JEPA 2's RoPE predictor,
+    which also sorts tokens by position, is not implemented).
     """
 
     width: int
@@ -34,6 +38,7 @@ class Predictor(nn.Module):
     scan: bool = False
     remat_policy: str = "none"
     attention_impl: str = "auto"
+    pos_embed: str = "sincos"
 
     @nn.compact
     def __call__(
@@ -58,7 +63,8 @@ class Predictor(nn.Module):
         """
         if not 0 <= mask_id < self.num_mask_tokens:
             raise ValueError(f"mask_id {mask_id} out of range for {self.num_mask_tokens} tokens")
-        pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power))
+        w_first = self.pos_embed == "sincos_wh"
+        pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
         x = nn.Dense(
             self.width,
             dtype=self.dtype,

@@ -18,6 +18,13 @@ from flax import linen as nn
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.layers import Transformer, dense_init, layer_norm, zeros_init
 from jepa_jax.models.pos_embed import sincos_table
+from jepa_jax.models.rope import token_rope
+
+# How token positions enter the encoder (`model.encoder.pos_embed`):
+#   sincos     fixed sin-cos table added to the patch embeddings (V-JEPA; 2D: row channels first)
+#   sincos_wh  the same with a 2D table's column channels first (the I-JEPA code's layout)
+#   rope       no table; 3D rotary embedding of q and k in every attention layer (V-JEPA 2)
+POS_EMBEDS = ("sincos", "sincos_wh", "rope")
 
 # Reference widths, depths, heads and MLP hidden sizes (I-JEPA / V-JEPA / V-JEPA 2 vit_* presets).
 ENCODER_PRESETS: dict[str, dict[str, int]] = {
@@ -87,7 +94,8 @@ def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
 
 
 class VisionTransformer(nn.Module):
-    """ViT encoder: patch/tubelet embedding + fixed sin-cos positions + blocks + final LayerNorm."""
+    """ViT encoder: patch/tubelet embedding + fixed sin-cos positions (or 3D RoPE) + blocks +
+    final LayerNorm."""
 
     width: int
     depth: int
@@ -101,6 +109,7 @@ class VisionTransformer(nn.Module):
     scan: bool = False
     remat_policy: str = "none"
     attention_impl: str = "auto"
+    pos_embed: str = "sincos"  # one of POS_EMBEDS
 
     @nn.compact
     def __call__(self, x: jax.Array, token_idx: jax.Array | None = None) -> jax.Array:
@@ -114,14 +123,12 @@ class VisionTransformer(nn.Module):
         Returns:
           [B, K or N, width] token features after the final LayerNorm.
         """
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"pos_embed {self.pos_embed!r} is not one of {POS_EMBEDS}")
         grid = token_grid(x.shape, self.patch_size, self.tubelet_size)
         patches = patchify(x, self.patch_size, self.tubelet_size)
-        pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power))
-        if token_idx is None:
-            pos = pos[None]
-        else:
+        if token_idx is not None:
             patches = gather_tokens(patches, token_idx)
-            pos = pos[token_idx]
         h = nn.Dense(
             self.width,
             dtype=self.dtype,
@@ -129,7 +136,14 @@ class VisionTransformer(nn.Module):
             bias_init=zeros_init(("embed",)),
             name="patch_embed",
         )(patches)
-        h = h + pos.astype(h.dtype)
+        rope = None
+        if self.pos_embed == "rope":
+            rope = token_rope(grid, self.width // self.num_heads, token_idx)
+        else:
+            w_first = self.pos_embed == "sincos_wh"
+            pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
+            pos = pos[None] if token_idx is None else pos[token_idx]
+            h = h + pos.astype(h.dtype)
         h = Transformer(
             depth=self.depth,
             num_heads=self.num_heads,
@@ -140,7 +154,7 @@ class VisionTransformer(nn.Module):
             remat_policy=self.remat_policy,
             attention_impl=self.attention_impl,
             name="transformer",
-        )(h)
+        )(h, None, rope)
         return layer_norm("norm", self.dtype)(h)
 
 

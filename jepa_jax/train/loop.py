@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, rundir
 from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.eval.pretrain_probe import run_pretrain_probe
 from jepa_jax.hardware import compiled_flops, peak_tflops_per_device
@@ -95,6 +95,8 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
     data_iter = iter(trainer.train_dataset())
     # Only now, with the config known to work, touch the workdir.
     os.makedirs(workdir, exist_ok=True)
+    if is_main:  # lets `jepa-jax export` / `eval` rebuild the model from the workdir alone
+        rundir.write_config(workdir, config)
     ckpt = Checkpointer(workdir, int(config.checkpoint_every), int(config.keep_checkpoints))
     reporter = Reporter(workdir, total_steps, int(config.batch_size), is_main, unit=trainer.unit)
     reporter.print(

@@ -6,6 +6,10 @@ For each mask config m (one for I-JEPA, two for V-JEPA):
   h   = LN(target_encoder(x)) at target[m]                   (stop-gradient, non-affine LN)
   L_m = mean |p - h|^e / e     (e = 1 for L1; L2 and smooth-L1 also available)
 and the loss is the mean over mask configs. The target encoder runs once, on the full input.
+
+Options (config.target, config.regularizer): without EMA the target encoder is the online one
+(and, without stop-gradient, differentiated too); a collapse regularizer (train/regularizers.py)
+on the context encoder's output tokens adds weight * R(z) to the loss.
 """
 
 from __future__ import annotations
@@ -63,33 +67,48 @@ class JepaObjective:
     tubelet_size: int
     loss_type: str = "l1"
     compute_dtype: Any = jnp.float32
+    ema_target: bool = True  # False: the target is the online encoder (params["encoder"])
+    stop_gradient: bool = True  # False (only with ema_target False): gradient through targets
+    regularizer: Any = None  # train.regularizers.Regularizer or None
+    regularizer_seed: int = 0  # slice directions: key(seed) folded with the step
 
     def target_features(self, target_params: Any, x: jax.Array) -> jax.Array:
         """Target-encoder features of the full input, [B, N, D], with no gradient."""
         h = self.encoder.apply({"params": target_params["encoder"]}, x)
         return jax.lax.stop_gradient(h)
 
-    def __call__(self, params: Any, target_params: Any, batch: dict) -> tuple[jax.Array, dict]:
+    def __call__(
+        self, params: Any, target_params: Any, batch: dict, step: jax.Array | int = 0
+    ) -> tuple[jax.Array, dict]:
         """Loss of one batch.
 
         Args:
           params: {"encoder", "predictor"} trainable params.
-          target_params: {"encoder"} EMA params (no gradient flows into them).
+          target_params: {"encoder"} EMA params (no gradient flows into them); unused when
+            `ema_target` is False.
           batch: {"pixels": uint8 [B, (T,) H, W, 3],
                   "masks": tuple of {"context": int32 [B, Kc], "target": int32 [B, G, Kt]}}.
+          step: the optimizer step (seeds the regularizer's random directions).
 
         Returns:
-          (scalar loss, aux) with aux["loss_per_mask"] [M] and aux["target_features"] [B, N, D].
+          (scalar loss, aux) with aux["loss_per_mask"] [M], aux["target_features"] [B, N, D] and
+          aux["metrics"] (scalars for logging: the regularizer's terms, when one is set).
         """
         x = normalize_pixels(batch["pixels"], self.compute_dtype)
         grid = token_grid(x.shape, self.patch_size, self.tubelet_size)
-        h = self.target_features(target_params, x)
+        if self.ema_target:
+            h = self.target_features(target_params, x)
+        else:
+            h = self.encoder.apply({"params": params["encoder"]}, x)
+            if self.stop_gradient:
+                h = jax.lax.stop_gradient(h)
         h_normed = layer_norm_nonaffine(h)
-        losses = []
+        losses, contexts = [], []
         for mask_id, mask in enumerate(batch["masks"]):
             ctx_idx, tgt_idx = mask["context"], mask["target"]
             b, groups, kt = tgt_idx.shape
             z = self.encoder.apply({"params": params["encoder"]}, x, ctx_idx)
+            contexts.append(z)
             if groups > 1:  # I-JEPA: context repeated once per target block, b-major.
                 z = jnp.repeat(z, groups, axis=0)
                 ctx_idx = jnp.repeat(ctx_idx, groups, axis=0)
@@ -105,4 +124,20 @@ class JepaObjective:
             target = target.reshape(b * groups, kt, -1)
             losses.append(latent_loss(pred, target, self.loss_type))
         loss_per_mask = jnp.stack(losses)
-        return loss_per_mask.mean(), {"loss_per_mask": loss_per_mask, "target_features": h}
+        loss = loss_per_mask.mean()
+        metrics = {}
+        if self.regularizer is not None:
+            key = jax.random.fold_in(jax.random.key(self.regularizer_seed), step)
+            terms = []
+            for mask_id, z in enumerate(contexts):
+                value, parts = self.regularizer(
+                    z.reshape(-1, z.shape[-1]), jax.random.fold_in(key, mask_id)
+                )
+                terms.append(value)
+                for name, v in parts.items():
+                    metrics[name] = metrics.get(name, 0.0) + v / len(contexts)
+            metrics["loss_prediction"] = loss
+            metrics["loss_regularizer"] = sum(terms) / len(terms)
+            loss = loss + metrics["loss_regularizer"]
+        aux = {"loss_per_mask": loss_per_mask, "target_features": h, "metrics": metrics}
+        return loss, aux

@@ -27,6 +27,7 @@ from jepa_jax.models import (
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules
 from jepa_jax.train import optim
 from jepa_jax.train.objective import JepaObjective
+from jepa_jax.train.regularizers import regularizer_from_config, target_mode_from_config
 from jepa_jax.train.state import abstract_state, create_state, make_init_fn
 from jepa_jax.train.step import make_train_step
 
@@ -115,10 +116,14 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
     predictor = build_predictor(config.model, encoder.width, len(sampler.specs))
     total_steps = int(config.total_steps)
     tx = optim.make_optimizer(config.optim, total_steps)
+    ema_target, stop_gradient = target_mode_from_config(config)
     schedules = {
         "lr": optim.lr_schedule(config.optim, total_steps),
         "wd": optim.wd_schedule(config.optim, total_steps),
-        "ema": optim.ema_schedule(config.ema, config.optim, total_steps),
+        # Without EMA, momentum 0 keeps target_params equal to the online encoder.
+        "ema": optim.ema_schedule(
+            config.ema if ema_target else (0.0, 0.0), config.optim, total_steps
+        ),
     }
     objective = JepaObjective(
         encoder=encoder,
@@ -127,6 +132,10 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
         tubelet_size=int(enc_cfg.tubelet_size),
         loss_type=config.loss.type,
         compute_dtype=compute_dtype(config.model),
+        ema_target=ema_target,
+        stop_gradient=stop_gradient,
+        regularizer=regularizer_from_config(config),
+        regularizer_seed=int(config.seed) + 3,  # its own stream, apart from init and data
     )
     init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler)
     return Trainer(

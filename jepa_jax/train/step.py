@@ -57,12 +57,13 @@ def train_step(
     step = state["step"]
 
     def loss_fn(params, mb):
-        loss, aux = objective(params, state["target_params"], mb)
-        return loss, (aux["loss_per_mask"], feature_stats(aux["target_features"]))
+        loss, aux = objective(params, state["target_params"], mb, step)
+        extra = aux.get("metrics", {})  # e.g. the collapse regularizer's terms
+        return loss, (aux["loss_per_mask"], feature_stats(aux["target_features"]), extra)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if microbatches == 1:
-        (loss, (loss_per_mask, stats)), grads = grad_fn(state["params"], batch)
+        (loss, (loss_per_mask, stats, extra)), grads = grad_fn(state["params"], batch)
     else:
         mbs = split_microbatches(batch, microbatches)
         # Zero accumulators shaped like one microbatch's (loss, aux) and grads.
@@ -72,9 +73,10 @@ def train_step(
         def accumulate(carry, mb):
             return jax.tree.map(jnp.add, carry, grad_fn(state["params"], mb)), None
 
-        ((loss, (loss_per_mask, stats)), grads), _ = jax.lax.scan(accumulate, zeros, mbs)
+        ((loss, (loss_per_mask, stats, extra)), grads), _ = jax.lax.scan(accumulate, zeros, mbs)
         grads = jax.tree.map(lambda g: g / microbatches, grads)
         loss, loss_per_mask = loss / microbatches, loss_per_mask / microbatches
+        extra = jax.tree.map(lambda v: v / microbatches, extra)
 
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
@@ -99,6 +101,7 @@ def train_step(
     }
     for i, name in enumerate(mask_names):
         metrics[f"loss_{name}"] = loss_per_mask[i]
+    metrics.update(extra)
     metrics["feature_stats"] = stats
     return new_state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
 

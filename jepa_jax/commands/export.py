@@ -1,0 +1,38 @@
+"""`jepa-jax export --workdir=DIR --out=OUT [--step=N] [--overwrite]`
+
+Writes the target (EMA) encoder of a training run, the one used downstream, as an export
+directory: OUT/params (orbax params-only checkpoint), OUT/encoder_config.json (rebuilds the
+model) and OUT/model.safetensors (PyTorch reference key names). Load it with
+`jepa_jax.load_encoder(OUT)`, or probe it with `jepa-jax eval --checkpoint=OUT`.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from jepa_jax.commands.common import quiet_logging_unless_asked
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
+_OUT = flags.DEFINE_string("out", None, "Export directory to write.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --out.")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet_logging_unless_asked()
+    import jax
+
+    from jepa_jax.export.checkpoints import restore_target_encoder
+    from jepa_jax.export.encoder_dir import write_encoder_dir
+
+    _, cfg, params, step = restore_target_encoder(_WORKDIR.value, _STEP.value)
+    source = {"kind": "jepa-jax workdir", "workdir": _WORKDIR.value, "step": step}
+    out = write_encoder_dir(_OUT.value, cfg, params, source, overwrite=_OVERWRITE.value)
+    n = sum(int(x.size) for x in jax.tree.leaves(params))
+    print(
+        f"exported the target encoder of {_WORKDIR.value} at step {step} ({n / 1e6:.2f}M params, "
+        f"width {cfg.width}, depth {cfg.depth}) to {out}"
+    )

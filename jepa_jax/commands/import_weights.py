@@ -1,0 +1,60 @@
+"""`jepa-jax import --source=PATH --out=DIR [--entry=...] [--num_frames=N] [--image_size=S] ...`
+
+Converts released PyTorch weights into an export directory (as `jepa-jax export` writes), so
+`jepa_jax.load_encoder(DIR)` and `jepa-jax eval --checkpoint=DIR` work on them:
+
+  * a reference checkpoint of I-JEPA (`.pth.tar`, keys under `module.`), V-JEPA or V-JEPA 2
+    (`.pt`; 3D RoPE when it stores no pos_embed): the `target_encoder` entry by default
+    (--entry=encoder for the other one); reading these needs PyTorch;
+  * a reference-layout `.safetensors` file (e.g. model.safetensors of a jepa-jax export);
+  * a Hugging Face `IJepa` / `VJEPA2` model directory (config.json + model.safetensors): only
+    the encoder is converted.
+
+The input size is read from the checkpoint where it is stored (sin-cos pos_embed, Hugging Face
+config); otherwise give --image_size (and --num_frames for video, default 16).
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from jepa_jax.commands.common import quiet_logging_unless_asked
+
+_SOURCE = flags.DEFINE_string("source", None, "Checkpoint file or Hugging Face model directory.")
+_OUT = flags.DEFINE_string("out", None, "Export directory to write.")
+_ENTRY = flags.DEFINE_string(
+    "entry",
+    None,
+    "Entry of a reference checkpoint to read (default: target_encoder, else encoder).",
+)
+_NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per clip of a video encoder.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels (RoPE checkpoints).")
+_NUM_HEADS = flags.DEFINE_integer("num_heads", None, "Attention heads (default: the preset's).")
+_SIZE = flags.DEFINE_string("size", None, "Expected encoder preset (e.g. large): checked.")
+_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --out.")
+flags.mark_flags_as_required(["source", "out"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet_logging_unless_asked()
+    from jepa_jax.convert.sources import convert_source
+    from jepa_jax.export.encoder_dir import write_encoder_dir
+
+    cfg, params, source = convert_source(
+        _SOURCE.value,
+        entry=_ENTRY.value,
+        num_frames=_NUM_FRAMES.value,
+        image_size=_IMAGE_SIZE.value,
+        num_heads=_NUM_HEADS.value,
+        size=_SIZE.value,
+    )
+    out = write_encoder_dir(_OUT.value, cfg, params, source, overwrite=_OVERWRITE.value)
+    skipped = source.get("skipped_keys", [])
+    note = f"; skipped {len(skipped)} non-encoder keys ({skipped[0]}, ...)" if skipped else ""
+    print(
+        f"imported a {source['format']} encoder (width {cfg.width}, depth {cfg.depth}, "
+        f"{cfg.num_heads} heads, pos_embed {cfg.pos_embed}, input {cfg.input_shape}) from "
+        f"{_SOURCE.value} to {out}{note}"
+    )

@@ -1,0 +1,118 @@
+"""A self-contained description of a ViT encoder: everything needed to rebuild it and feed it.
+
+Exports and imported checkpoints carry one as `encoder_config.json`, so `load_encoder(DIR)` needs
+no training config. The input is described too: the per-example pixel shape the encoder was
+trained at, and the pixel normalisation (ImageNet mean/std on 0..255 values, as the reference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+
+from jepa_jax.errors import ConfigError
+from jepa_jax.models.vit import POS_EMBEDS, VisionTransformer
+
+FORMAT = "jepa-jax-encoder"
+VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Hyper-parameters of a `VisionTransformer` plus the input it was trained on."""
+
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    patch_size: int
+    tubelet_size: int
+    input_shape: tuple[int, ...]  # per example: (T, H, W, 3) video or (H, W, 3) images
+    uniform_power: bool = True
+    pos_embed: str = "sincos"
+    gelu_approximate: bool = False
+
+    def __post_init__(self):
+        if self.pos_embed not in POS_EMBEDS:
+            raise ConfigError(f"encoder pos_embed {self.pos_embed!r} is not one of {POS_EMBEDS}")
+        if len(self.input_shape) not in (3, 4) or self.input_shape[-1] != 3:
+            raise ConfigError(
+                f"encoder input_shape {self.input_shape} is not (H, W, 3) or (T, H, W, 3)"
+            )
+        if self.width % self.num_heads:
+            raise ConfigError(f"encoder width {self.width} is not divisible by {self.num_heads}")
+
+    @property
+    def is_video(self) -> bool:
+        return len(self.input_shape) == 4
+
+    @property
+    def patch_dim(self) -> int:
+        """Pixels per token: (tubelet *) patch * patch * 3."""
+        t = self.tubelet_size if self.is_video else 1
+        return t * self.patch_size * self.patch_size * 3
+
+    def build(self, dtype=jnp.float32, attention_impl: str = "auto") -> VisionTransformer:
+        """The flax module (unscanned layers, the layout exports store)."""
+        return VisionTransformer(
+            width=self.width,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            patch_size=self.patch_size,
+            tubelet_size=self.tubelet_size,
+            uniform_power=self.uniform_power,
+            pos_embed=self.pos_embed,
+            gelu_approximate=self.gelu_approximate,
+            dtype=dtype,
+            attention_impl=attention_impl,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["input_shape"] = list(self.input_shape)
+        return {"format": FORMAT, "version": VERSION, "encoder": out}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "encoder config") -> EncoderConfig:
+        """Inverse of `to_json`; ConfigError naming `where` for anything malformed."""
+        if data.get("format") != FORMAT:
+            raise ConfigError(
+                f"{where} has format {data.get('format')!r}; expected {FORMAT!r} (written by "
+                f"`jepa-jax export` or `jepa-jax import`)"
+            )
+        if int(data.get("version", -1)) > VERSION:
+            raise ConfigError(
+                f"{where} has version {data['version']}, newer than this jepa-jax ({VERSION})"
+            )
+        fields = dict(data["encoder"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - names)
+        missing = sorted(n for n in ("width", "depth", "num_heads", "mlp_dim") if n not in fields)
+        if unknown or missing:
+            raise ConfigError(f"{where}: unknown fields {unknown}, missing fields {missing}")
+        fields["input_shape"] = tuple(int(v) for v in fields["input_shape"])
+        return cls(**fields)
+
+    @classmethod
+    def from_train_config(cls, config: Mapping[str, Any]) -> EncoderConfig:
+        """The target encoder of a training config (its model and data sections)."""
+        from jepa_jax.data import pipeline  # local: the data pipeline imports grain
+        from jepa_jax.models import build_encoder
+
+        enc = build_encoder(config["model"])
+        return cls(
+            width=enc.width,
+            depth=enc.depth,
+            num_heads=enc.num_heads,
+            mlp_dim=enc.mlp_dim,
+            patch_size=enc.patch_size,
+            tubelet_size=enc.tubelet_size,
+            input_shape=tuple(pipeline.input_shape(config["data"])),
+            uniform_power=enc.uniform_power,
+            pos_embed=enc.pos_embed,
+            gelu_approximate=enc.gelu_approximate,
+        )

@@ -1,0 +1,156 @@
+"""Collapse regularizers on encoder features: VICReg's variance/covariance terms and LeJEPA's
+SIGReg, selected by `config.regularizer` (type "none" by default, so plain JEPA is unchanged).
+
+Both act on a matrix of samples Z [N, D]. The objective feeds them the context encoder's output
+tokens (every token of every example of every mask config is a sample): those are the features
+the gradient reaches, with or without an EMA target.
+
+SIGReg (Balestriero & LeCun, LeJEPA): draw M random unit directions a_m, project x_m = Z a_m and
+measure how far each 1-D sample is from N(0, 1) with the Epps-Pulley statistic
+
+    T_m = N * integral |phi_hat_m(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt,
+    phi_hat_m(t) = mean_n exp(i t x_mn),
+
+by the trapezoid rule on [0, t_max] with doubled weights (the integrand is even); SIGReg is the
+mean of T_m over directions. Constants as the reference: t_max 3, 17 points (odd). Directions are
+redrawn every step from a key folded with the step, so runs reproduce and resume exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jepa_jax.errors import ConfigError
+
+REGULARIZERS = ("none", "vicreg", "sigreg")
+
+
+def vicreg_terms(z: jax.Array, eps: float = 1e-4) -> tuple[jax.Array, jax.Array]:
+    """VICReg's variance and covariance terms of samples z [N, D] (float32 scalars).
+
+    variance   = mean_d relu(1 - sqrt(Var_n z_d + eps))      (hinge keeping every std >= 1)
+    covariance = sum_{i != j} Cov(z)_ij^2 / D                 (decorrelates the dimensions)
+    """
+    z = z.astype(jnp.float32)
+    n, d = z.shape
+    z = z - z.mean(axis=0)
+    std = jnp.sqrt(jnp.square(z).sum(axis=0) / max(n - 1, 1) + eps)
+    variance = jnp.maximum(0.0, 1.0 - std).mean()
+    cov = (z.T @ z) / max(n - 1, 1)
+    off_diagonal = cov - jnp.diag(jnp.diag(cov))
+    return variance, jnp.square(off_diagonal).sum() / d
+
+
+def epps_pulley_quadrature(t_max: float, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes t [P] on [0, t_max] and weights [P] of the trapezoid rule for the integral over
+    [-t_max, t_max] of an even integrand times the window exp(-t^2/2) (folded into the weights).
+    """
+    if num_points < 3 or num_points % 2 == 0:
+        raise ValueError(f"num_points must be odd and >= 3, got {num_points}")
+    t = np.linspace(0.0, t_max, num_points)
+    dt = t_max / (num_points - 1)
+    weights = np.full(num_points, 2.0 * dt)  # doubled: the [-t_max, 0] half by symmetry
+    weights[[0, -1]] = dt
+    return t, weights * np.exp(-0.5 * t * t)
+
+
+def epps_pulley(x: jax.Array, t_max: float = 3.0, num_points: int = 17) -> jax.Array:
+    """Epps-Pulley statistic of each column of x [N, M] against N(0, 1): float32 [M].
+
+    About 0 for Gaussian columns (its scale is that of a chi-square: O(1) under the null) and
+    growing with N otherwise.
+    """
+    t, weights = epps_pulley_quadrature(t_max, num_points)
+    n = x.shape[0]
+    xt = x.astype(jnp.float32)[..., None] * jnp.asarray(t, jnp.float32)  # [N, M, P]
+    cos_mean = jnp.cos(xt).mean(axis=0)  # [M, P]
+    sin_mean = jnp.sin(xt).mean(axis=0)
+    gauss_cf = jnp.asarray(np.exp(-0.5 * t * t), jnp.float32)
+    err = jnp.square(cos_mean - gauss_cf) + jnp.square(sin_mean)
+    return n * (err @ jnp.asarray(weights, jnp.float32))
+
+
+def random_directions(key: jax.Array, dim: int, num: int) -> jax.Array:
+    """`num` random unit vectors in R^dim, as the columns of a float32 [dim, num] matrix."""
+    a = jax.random.normal(key, (dim, num), jnp.float32)
+    return a / jnp.linalg.norm(a, axis=0, keepdims=True)
+
+
+def sigreg(
+    z: jax.Array, key: jax.Array, num_slices: int = 256, t_max: float = 3.0, num_points: int = 17
+) -> jax.Array:
+    """SIGReg of samples z [N, D]: mean Epps-Pulley statistic of `num_slices` random 1-D
+    projections (float32 scalar)."""
+    directions = random_directions(key, z.shape[-1], num_slices)
+    return epps_pulley(z.astype(jnp.float32) @ directions, t_max, num_points).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+    """A configured regularizer: `__call__(z [N, D], key)` -> (weighted scalar, metrics)."""
+
+    kind: str  # one of REGULARIZERS, not "none"
+    weight: float
+    num_slices: int = 256
+    t_max: float = 3.0
+    num_points: int = 17
+    vicreg_covariance_weight: float = 0.04
+
+    def __call__(self, z: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        if self.kind == "sigreg":
+            value = sigreg(z, key, self.num_slices, self.t_max, self.num_points)
+            return self.weight * value, {"sigreg": value}
+        variance, covariance = vicreg_terms(z)
+        value = variance + self.vicreg_covariance_weight * covariance
+        return self.weight * value, {"vicreg_variance": variance, "vicreg_covariance": covariance}
+
+
+def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
+    """The regularizer of `config.regularizer` (None for type "none"); ConfigError if invalid."""
+    r = config["regularizer"]
+
+    def need(cond: bool, key: str, expected: str) -> None:
+        if not cond:
+            raise ConfigError(
+                f"config.regularizer.{key}={r[key]!r} is invalid: expected {expected}"
+            )
+
+    need(r["type"] in REGULARIZERS, "type", f"one of {REGULARIZERS}")
+    if r["type"] == "none":
+        return None
+    need(float(r["weight"]) >= 0, "weight", "a number >= 0")
+    need(int(r["num_slices"]) >= 1, "num_slices", "an integer >= 1")
+    need(float(r["t_max"]) > 0, "t_max", "a number > 0")
+    n = int(r["num_points"])
+    need(n >= 3 and n % 2 == 1, "num_points", "an odd integer >= 3 (trapezoid nodes)")
+    need(float(r["vicreg_covariance_weight"]) >= 0, "vicreg_covariance_weight", "a number >= 0")
+    return Regularizer(
+        kind=str(r["type"]),
+        weight=float(r["weight"]),
+        num_slices=int(r["num_slices"]),
+        t_max=float(r["t_max"]),
+        num_points=n,
+        vicreg_covariance_weight=float(r["vicreg_covariance_weight"]),
+    )
+
+
+def target_mode_from_config(config: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(ema, stop_gradient) of `config.target`; ConfigError for a combination that cannot work.
+
+    Without EMA the target is the online encoder itself; only then can the gradient flow
+    through the target (stop_gradient False): an EMA copy is never differentiated.
+    """
+    ema, stop_gradient = bool(config["target"]["ema"]), bool(config["target"]["stop_gradient"])
+    if ema and not stop_gradient:
+        raise ConfigError(
+            "config.target.stop_gradient=False needs config.target.ema=False: the EMA target is "
+            "a separate copy that no gradient reaches, so only an online target can be "
+            "differentiated"
+        )
+    return ema, stop_gradient

@@ -1,0 +1,145 @@
+"""Collapse regularizers (VICReg, SIGReg) and the no-EMA / no-stop-gradient mode: the statistics
+themselves, config errors, and a real training run that collapses without a regularizer and
+does not with SIGReg."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_image_config
+
+from jepa_jax.errors import ConfigError
+from jepa_jax.sharding import make_global_batch
+from jepa_jax.train.loop import host_metrics
+from jepa_jax.train.regularizers import (
+    epps_pulley,
+    epps_pulley_quadrature,
+    random_directions,
+    regularizer_from_config,
+    sigreg,
+    target_mode_from_config,
+    vicreg_terms,
+)
+from jepa_jax.train.setup import build_trainer
+
+
+def test_epps_pulley_is_small_for_gaussians_and_large_otherwise():
+    x = jax.random.normal(jax.random.key(0), (4096, 3))
+    gauss = np.asarray(epps_pulley(x))
+    # Non-Gaussian columns: a constant (collapsed), a wide uniform, a shifted normal.
+    other = jnp.stack(
+        [
+            jnp.zeros(4096),
+            jax.random.uniform(jax.random.key(1), (4096,), minval=-3, maxval=3),
+            x[:, 0] + 1.0,
+        ],
+        axis=1,
+    )
+    bad = np.asarray(epps_pulley(other))
+    assert np.all(gauss < 1.0), gauss  # O(1) under the null
+    assert np.all(bad > 50.0), bad  # grows with N otherwise
+    # The statistic scales with N for a fixed non-Gaussian distribution.
+    assert float(epps_pulley(other[:1024])[0]) == pytest.approx(bad[0] / 4, rel=1e-4)
+
+
+def test_epps_pulley_quadrature_matches_the_closed_form_integral():
+    # For a point mass at 0: |phi_hat - phi|^2 = (1 - e^{-t^2/2})^2. The 17-node rule on
+    # [0, 3] with doubled weights matches a fine quadrature of the window-weighted integrand on
+    # [-3, 3], and the real-line closed form sqrt(2 pi)(1 - 2/sqrt(2) + 1/sqrt(3)) up to the
+    # tails beyond |t| = 3 (~2%).
+    t, w = epps_pulley_quadrature(3.0, 17)
+    approx = np.sum(w * (1 - np.exp(-t * t / 2)) ** 2)
+    fine_t = np.linspace(-3.0, 3.0, 20001)
+    fine = np.trapezoid((1 - np.exp(-(fine_t**2) / 2)) ** 2 * np.exp(-(fine_t**2) / 2), fine_t)
+    exact = np.sqrt(2 * np.pi) * (1 - 2 / np.sqrt(2) + 1 / np.sqrt(3))
+    assert approx == pytest.approx(fine, rel=1e-3)
+    assert approx == pytest.approx(exact, rel=3e-2)
+    assert float(epps_pulley(jnp.zeros((10, 1)))[0]) == pytest.approx(10 * approx, rel=1e-5)
+    with pytest.raises(ValueError, match="odd"):
+        epps_pulley_quadrature(3.0, 16)
+
+
+def test_sigreg_and_vicreg_separate_isotropic_from_collapsed_features():
+    key = jax.random.key(2)
+    iso = jax.random.normal(key, (2048, 16))
+    collapsed = jnp.tile(jax.random.normal(jax.random.key(3), (1, 16)), (2048, 1))
+    dirs = random_directions(key, 16, 64)
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=0), 1.0, rtol=1e-5)
+    assert float(sigreg(iso, key, 64)) < 3.0 < 100.0 < float(sigreg(collapsed, key, 64))
+    var_iso, cov_iso = vicreg_terms(iso)
+    var_col, cov_col = vicreg_terms(collapsed)
+    assert float(var_iso) < 0.05 and float(var_col) > 0.95  # hinge on per-dim std 1
+    assert float(cov_iso) < 0.05
+    correlated = jnp.concatenate([iso[:, :1]] * 16, axis=1)  # 16 copies of one feature
+    assert float(vicreg_terms(correlated)[1]) > 10.0
+
+
+def test_regularizer_and_target_config_errors():
+    c = tiny_image_config()
+    assert regularizer_from_config(c) is None  # default: plain JEPA
+    c.regularizer.type = "sigreg"
+    c.regularizer.num_points = 16
+    with pytest.raises(ConfigError, match="regularizer.num_points=16 is invalid"):
+        regularizer_from_config(c)
+    c.regularizer.type = "barlow"
+    with pytest.raises(ConfigError, match="regularizer.type='barlow'"):
+        regularizer_from_config(c)
+    c.target.stop_gradient = False
+    with pytest.raises(ConfigError, match="stop_gradient=False needs config.target.ema=False"):
+        target_mode_from_config(c)
+    c.target.ema = False
+    assert target_mode_from_config(c) == (False, False)
+
+
+def test_without_ema_the_target_is_the_online_encoder():
+    c = tiny_image_config()
+    c.target.ema = False
+    trainer = build_trainer(c, jax.devices()[:1])
+    # momentum 0 at every step: target_params <- params exactly after each update
+    assert all(float(trainer.schedules["ema"](s)) == 0.0 for s in (0, 3, 100))
+    assert trainer.objective.ema_target is False and trainer.objective.stop_gradient is True
+
+
+@pytest.fixture(scope="module")
+def collapse_runs():
+    """The same short no-EMA, no-stop-gradient I-JEPA training run (the real jitted train step
+    on the built-in shapes stream: 150 steps of a 2-block width-32 ViT on 32x32 images, lr
+    1e-2, one device) without a regularizer and with SIGReg, from the same initial state and on
+    the same batches. Returns {name: [effective rank of the target features at each step]}."""
+    configs = {}
+    for name in ("none", "sigreg"):
+        c = tiny_image_config()
+        c.total_steps = 150
+        c.optim.update(lr=1e-2, start_lr=1e-2)
+        c.target.update(ema=False, stop_gradient=False)
+        c.regularizer.type = name
+        configs[name] = c
+    trainers = {name: build_trainer(c, jax.devices()[:1]) for name, c in configs.items()}
+    stream = iter(trainers["none"].train_dataset())
+    batches = [next(stream) for _ in range(150)]
+    ranks = {}
+    with jax.set_mesh(trainers["none"].mesh):
+        initial, shardings = trainers["none"].create_state()
+        for name, trainer in trainers.items():
+            state = jax.tree.map(jnp.copy, initial)  # the step donates its input state
+            step_fn = trainer.make_step(shardings, make_global_batch(batches[0], trainer.mesh))
+            ranks[name] = []
+            for i, batch in enumerate(batches):
+                state, metrics = step_fn(state, make_global_batch(batch, trainer.mesh))
+                if i % 50 == 0 or i == len(batches) - 1:
+                    ranks[name].append(host_metrics(metrics))
+    return ranks
+
+
+def test_no_ema_run_collapses_and_sigreg_prevents_it(collapse_runs):
+    none, with_sigreg = collapse_runs["none"], collapse_runs["sigreg"]
+    start = none[0]["effective_rank"]
+    assert start > 5.0  # both start from the same healthy init (rank ~11 of 32)
+    assert with_sigreg[0]["effective_rank"] == pytest.approx(start, rel=1e-4)
+    rank_none, rank_sigreg = none[-1]["effective_rank"], with_sigreg[-1]["effective_rank"]
+    print(f"effective rank: start {start:.2f}, no EMA {rank_none:.2f}, + SIGReg {rank_sigreg:.2f}")
+    assert rank_none < 1.5, rank_none  # collapsed: every token maps to ~one vector
+    assert rank_sigreg > 5.0 * rank_none, (rank_sigreg, rank_none)
+    # The regularizer's terms are reported with the step's metrics.
+    assert with_sigreg[-1]["sigreg"] > 0 and "loss_prediction" in with_sigreg[-1]
+    assert "sigreg" not in none[-1]
