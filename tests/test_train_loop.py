@@ -1,5 +1,5 @@
-"""End to end: training reduces the loss, a killed run resumes exactly, the CLI's errors are
-one line, and the default job writes its probe results."""
+"""End to end: training reduces the loss, a stopped (SIGTERM) or killed (SIGKILL) run resumes
+exactly, and the CLI's errors are one line."""
 
 import json
 import os
@@ -61,22 +61,37 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
     reference = read_losses(tmp_path / "full")
     assert sorted(reference) == list(range(1, 11))
 
-    # Start the same run and SIGKILL it as soon as it reports step 7 (no chance to clean up;
-    # a checkpoint save may be in flight).
     workdir = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jepa_jax", *args, f"--workdir={workdir}"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in proc.stdout:
-        if line.startswith("step  7/10"):
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
+
+    def start_and_signal_at(step, sig):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jepa_jax", *args, f"--workdir={workdir}"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for line in proc.stdout:
+            if line.startswith(f"step {step:>2}/10"):
+                proc.send_signal(sig)
+                break
+        rest = proc.stdout.read()
+        proc.wait(timeout=120)
+        return proc.returncode, rest
+
+    # SIGTERM (a preemption notice) at step 2: the run stops at the next step boundary, saves a
+    # checkpoint there, says so and exits cleanly.
+    code, rest = start_and_signal_at(2, signal.SIGTERM)
+    assert code == 0, rest
+    stopped = [ln for ln in rest.splitlines() if ln.startswith("stopped by signal 15 after step")]
+    assert stopped, rest
+    saved_at = int(stopped[0].split("after step ")[1].split(";")[0])
+    assert 2 <= saved_at < 10 and str(saved_at) in os.listdir(workdir / "checkpoints")
+
+    # Resume it and SIGKILL it as soon as it reports step 7 (no chance to clean up; a checkpoint
+    # save may be in flight).
+    code, _ = start_and_signal_at(7, signal.SIGKILL)
+    assert code == -signal.SIGKILL
     assert max(read_losses(workdir)) < 10
 
     resumed = cli(*args, f"--workdir={workdir}")

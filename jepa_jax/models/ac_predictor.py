@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jepa_jax.models.layers import Transformer, dense_init, layer_norm, zeros_init
+from jepa_jax.models.layers import dense_init, layer_norm, transformer_like, zeros_init
 from jepa_jax.models.pos_embed import sincos_1d, sincos_2d
 
 
@@ -94,17 +94,7 @@ class ActionConditionedPredictor(nn.Module):
         n = x.shape[2]
         x = x.reshape(b, t * n, self.width)
         mask = jnp.asarray(block_causal_mask(t, n))[None, None]
-        x = Transformer(
-            depth=self.depth,
-            num_heads=self.num_heads,
-            mlp_dim=self.mlp_dim,
-            dtype=self.dtype,
-            gelu_approximate=self.gelu_approximate,
-            scan=self.scan,
-            remat_policy=self.remat_policy,
-            attention_impl=self.attention_impl,
-            name="transformer",
-        )(x, mask)
+        x = transformer_like(self)(x, mask)
         x = x.reshape(b, t, n, self.width)[:, :, n - p :]  # the frame tokens' outputs
         x = layer_norm("norm", self.dtype)(x)
         return nn.Dense(

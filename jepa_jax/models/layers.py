@@ -316,6 +316,25 @@ class Transformer(nn.Module):
         return x
 
 
+def transformer_like(config_owner: nn.Module, name: str = "transformer") -> Transformer:
+    """A `Transformer` child (created inside `config_owner`'s compact method) with the owner's
+    depth, num_heads, mlp_dim, dtype, gelu_approximate, scan, remat_policy and attention_impl.
+
+    The encoder and both predictors carry these same fields; one constructor keeps a new stack
+    option from being wired into one model and forgotten in another."""
+    return Transformer(
+        depth=config_owner.depth,
+        num_heads=config_owner.num_heads,
+        mlp_dim=config_owner.mlp_dim,
+        dtype=config_owner.dtype,
+        gelu_approximate=config_owner.gelu_approximate,
+        scan=config_owner.scan,
+        remat_policy=config_owner.remat_policy,
+        attention_impl=config_owner.attention_impl,
+        name=name,
+    )
+
+
 def rescale_residual_projections(params: Any, depth: int) -> Any:
     """Divide each block's attn.proj and mlp.fc2 kernels by sqrt(2 * layer_id), layer_id from 1.
 

@@ -8,7 +8,13 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jepa_jax.models.layers import Transformer, dense_init, layer_norm, trunc_normal, zeros_init
+from jepa_jax.models.layers import (
+    dense_init,
+    layer_norm,
+    transformer_like,
+    trunc_normal,
+    zeros_init,
+)
 from jepa_jax.models.pos_embed import sincos_table
 
 
@@ -81,17 +87,7 @@ class Predictor(nn.Module):
         )
         targets = mask_tokens[mask_id].astype(x.dtype) + pos[tgt_idx].astype(x.dtype)
         h = jnp.concatenate([x, targets], axis=1)
-        h = Transformer(
-            depth=self.depth,
-            num_heads=self.num_heads,
-            mlp_dim=self.mlp_dim,
-            dtype=self.dtype,
-            gelu_approximate=self.gelu_approximate,
-            scan=self.scan,
-            remat_policy=self.remat_policy,
-            attention_impl=self.attention_impl,
-            name="transformer",
-        )(h)
+        h = transformer_like(self)(h)
         # LayerNorm is per token, so norming only the target slice equals the reference's
         # norm-then-slice and skips the context tokens' work.
         h = layer_norm("norm", self.dtype)(h[:, ctx.shape[1] :])

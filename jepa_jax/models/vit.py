@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.errors import ConfigError
-from jepa_jax.models.layers import Transformer, dense_init, layer_norm, zeros_init
+from jepa_jax.models.layers import dense_init, layer_norm, transformer_like, zeros_init
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.models.rope import token_rope
 
@@ -144,17 +144,7 @@ class VisionTransformer(nn.Module):
             pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
             pos = pos[None] if token_idx is None else pos[token_idx]
             h = h + pos.astype(h.dtype)
-        h = Transformer(
-            depth=self.depth,
-            num_heads=self.num_heads,
-            mlp_dim=self.mlp_dim,
-            dtype=self.dtype,
-            gelu_approximate=self.gelu_approximate,
-            scan=self.scan,
-            remat_policy=self.remat_policy,
-            attention_impl=self.attention_impl,
-            name="transformer",
-        )(h, None, rope)
+        h = transformer_like(self)(h, None, rope)
         return layer_norm("norm", self.dtype)(h)
 
 
