@@ -10,6 +10,7 @@ averaged over each example's views.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,8 +44,14 @@ def pooled_features(
     Returns:
       float32 [N, D].
     """
-    fn = lambda p, x: apply_fn(p, x).astype(jnp.float32).mean(axis=1)
-    return map_batches(fn, params, pixels, batch_size, mesh)[0]
+    return map_batches(_mean_pooled(apply_fn), params, pixels, batch_size, mesh)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_pooled(apply_fn: Callable) -> Callable:
+    """(params, x) -> float32 token average; one function object per `apply_fn`, so passes over
+    train and test splits (and several params) share map_batches' compiled function."""
+    return lambda p, x: apply_fn(p, x).astype(jnp.float32).mean(axis=1)
 
 
 def _train_logreg(x, y, num_classes, l2s, steps, lr):
