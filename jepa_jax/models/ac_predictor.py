@@ -17,7 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jepa_jax.models.layers import dense_init, layer_norm, transformer_like, zeros_init
+from jepa_jax.models.layers import (
+    dense_init,
+    norm_and_project_out,
+    transformer_like,
+    zeros_init,
+)
 from jepa_jax.models.pos_embed import sincos_1d, sincos_2d
 
 
@@ -96,11 +101,4 @@ class ActionConditionedPredictor(nn.Module):
         mask = jnp.asarray(block_causal_mask(t, n))[None, None]
         x = transformer_like(self)(x, mask)
         x = x.reshape(b, t, n, self.width)[:, :, n - p :]  # the frame tokens' outputs
-        x = layer_norm("norm", self.dtype)(x)
-        return nn.Dense(
-            self.out_width,
-            dtype=self.dtype,
-            kernel_init=dense_init(("embed", "embed_out")),
-            bias_init=zeros_init(("embed_out",)),
-            name="proj",
-        )(x)
+        return norm_and_project_out(x, self.out_width, self.dtype)

@@ -394,3 +394,17 @@ def unstack_layers(tree: Any) -> Any:
         for i in range(depth):
             out[f"blocks_{i}"] = jax.tree.map(lambda x, i=i: x[i], tree["blocks"])
     return out
+
+
+def norm_and_project_out(x: jax.Array, out_width: int, dtype: Dtype) -> jax.Array:
+    """A predictor's head: final LayerNorm ("norm") then a Dense back to the encoder width
+    ("proj"); [..., W] -> [..., out_width]. Call inside the predictor's compact method, so the
+    two modules are its children (the param names the converters and checkpoints rely on)."""
+    x = layer_norm("norm", dtype)(x)
+    return nn.Dense(
+        out_width,
+        dtype=dtype,
+        kernel_init=dense_init(("embed", "embed_out")),
+        bias_init=zeros_init(("embed_out",)),
+        name="proj",
+    )(x)

@@ -10,7 +10,7 @@ from flax import linen as nn
 
 from jepa_jax.models.layers import (
     dense_init,
-    layer_norm,
+    norm_and_project_out,
     transformer_like,
     trunc_normal,
     zeros_init,
@@ -90,11 +90,4 @@ class Predictor(nn.Module):
         h = transformer_like(self)(h)
         # LayerNorm is per token, so norming only the target slice equals the reference's
         # norm-then-slice and skips the context tokens' work.
-        h = layer_norm("norm", self.dtype)(h[:, ctx.shape[1] :])
-        return nn.Dense(
-            self.out_width,
-            dtype=self.dtype,
-            kernel_init=dense_init(("embed", "embed_out")),
-            bias_init=zeros_init(("embed_out",)),
-            name="proj",
-        )(h)
+        return norm_and_project_out(h[:, ctx.shape[1] :], self.out_width, self.dtype)
