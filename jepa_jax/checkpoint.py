@@ -4,16 +4,28 @@ Layout: <workdir>/checkpoints/<step>/{state, data_iter}. Saves are asynchronous 
 on while arrays are written) and atomic (orbax writes to a temporary directory and renames on
 commit), so a run killed mid-save leaves the previous checkpoint intact. Every process takes
 part in a save; the iterator state is written per process (process_<i>-of-<n>.json).
+
+A save that fails (disk full, no permission) is found at the next step, not at the next save:
+`raise_if_save_failed()` turns it into one RunError line naming the step, the cause, the free
+space and the last committed checkpoint, after removing the half-written directory.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging as logging_std
 import os
+import re
+import shutil
+import sys
 from typing import Any
 
 import grain
 import orbax.checkpoint as ocp
 from absl import logging
+
+from jepa_jax import rundir
+from jepa_jax.errors import RunError
 
 STATE = "state"
 DATA_ITER = "data_iter"
@@ -23,8 +35,11 @@ class Checkpointer:
     """Save every `every` steps keeping the last `keep`; restore the latest on start."""
 
     def __init__(self, workdir: str, every: int, keep: int, async_save: bool = True):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.directory = os.path.join(os.path.abspath(workdir), rundir.CHECKPOINT_DIR)
         self.every = every
+        self._saving_step: int | None = None  # the step of the save in flight, if any
+        self._closed = False
+        _quiet_orbax_failure_logs()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             save_interval_steps=1,  # we decide when to save (every N steps and at the end)
@@ -50,10 +65,34 @@ class Checkpointer:
         Call it after the step's update was dispatched and before the next batch is drawn, so the
         iterator state matches the state exactly.
         """
+        # The previous save must have landed first, so that a failure names its own step.
+        self._finish_previous_save(block=True)
         items = {STATE: ocp.args.StandardSave(state)}
         if data_iter is not None:  # None: data are a function of the step (world model)
             items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iter)
-        self.manager.save(step, args=ocp.args.Composite(**items))
+        self._saving_step = step
+        try:
+            self.manager.save(step, args=ocp.args.Composite(**items))
+        except Exception as e:  # the synchronous part (directories, metadata) failed
+            self._fail(e)
+
+    def raise_if_save_failed(self) -> None:
+        """RunError if the asynchronous save has ended in failure (cheap: call it every step;
+        it never waits for a save in progress)."""
+        self._finish_previous_save(block=False)
+
+    def _finish_previous_save(self, block: bool) -> None:
+        if self._saving_step is None or self._closed:
+            return
+        if not block and self.manager.is_saving_in_progress():
+            return
+        try:
+            # Returns at once for a save that has ended; raises what its threads raised.
+            self.manager.wait_until_finished()
+            self.manager.check_for_errors()
+        except Exception as e:
+            self._fail(e)
+        self._saving_step = None
 
     def restore(self, step: int, abstract_state: Any, data_iter: Any) -> Any:
         """Restore the state (into the shardings of `abstract_state`) and move `data_iter` (if
@@ -65,10 +104,125 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored[STATE]
 
-    def wait(self) -> None:
-        """Block until pending asynchronous saves are committed."""
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        """Wait for the save in flight to commit (RunError if it fails), then release orbax's
+        threads. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            self._fail(e)
+        self._closed = True
         self.manager.close()
+
+    def abort(self) -> None:
+        """Release orbax without raising (the run is failing for another reason), and remove
+        a half-written save so the next start sees committed checkpoints only."""
+        if self._closed:
+            return
+        self._closed = True
+        for finish in (self.manager.wait_until_finished, self.manager.close):
+            try:  # a failed save raises again here; the run's own error wins
+                finish()
+            except Exception as e:
+                logging.warning("closing the checkpoint manager: %s", first_line(e))
+        remove_uncommitted(self.directory)
+        # Writer threads of a failed save can outlive close(): clean again when Python exits.
+        atexit.register(remove_uncommitted, self.directory)
+
+    def _fail(self, error: Exception) -> None:
+        step, latest = self._saving_step, None
+        self.abort()
+        try:
+            latest = self.manager.latest_step()
+        except Exception:  # a directory that cannot be listed: say "none"
+            pass
+        free = free_space(self.directory)
+        raise RunError(
+            f"saving the checkpoint of step {step} to {self.directory} failed: "
+            f"{first_line(error)} ({free} free there); last committed checkpoint: "
+            + (
+                f"step {latest} (the same command resumes from it)"
+                if latest is not None
+                else "none"
+            )
+        ) from None
+
+
+def first_line(error: BaseException) -> str:
+    """The most specific one-line cause of `error`: the OSError in its chain, or the OS error
+    code tensorstore quotes (e.g. "[Errno 28] No space left on device"), else its first line."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"[Errno {seen.errno}] {seen.strerror}"
+        code = re.search(r"os_error_code='(\d+)'", str(seen))
+        if code:
+            return f"[Errno {code.group(1)}] {os.strerror(int(code.group(1)))}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).strip().splitlines()
+    message = text[0] if text else ""
+    return f"{type(error).__name__}: {message[:300]}"
+
+
+class _OrbaxFailureFilter(logging_std.Filter):
+    """Drops orbax's ERROR records: a failed save is reported once, by Checkpointer, as a
+    RunError; orbax logs the same failure from each of its threads with a full traceback, and
+    asyncio logs the writes still in flight ("Task exception was never retrieved")."""
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        if record.levelno < logging_std.ERROR:
+            return True
+        if "orbax" in record.pathname:
+            return False
+        return not (record.name == "asyncio" and "orbax" in str(record.getMessage()))
+
+
+def _quiet_orbax_failure_logs() -> None:
+    """Silence orbax's duplicate failure reports unless `jepa-jax --verbose` (idempotent)."""
+    from jepa_jax import startup
+
+    if startup.verbose():
+        return
+    for name in ("absl", "asyncio"):
+        logger = logging_std.getLogger(name)
+        if not any(isinstance(f, _OrbaxFailureFilter) for f in logger.filters):
+            logger.addFilter(_OrbaxFailureFilter())
+    # After a failed write, tensorstore's remaining callbacks find orbax's event loop closed;
+    # CPython reports each as an unraisable exception.
+    if not getattr(sys.unraisablehook, "_jepa_jax_quiet", False):
+        previous = sys.unraisablehook
+
+        def hook(unraisable):
+            value = unraisable.exc_value
+            if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+                return
+            previous(unraisable)
+
+        hook._jepa_jax_quiet = True
+        sys.unraisablehook = hook
+
+
+def free_space(path: str) -> str:
+    """Free space on the disk holding `path` (or its nearest existing parent), e.g. '1.2 GiB'."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        free = shutil.disk_usage(path or ".").free
+    except OSError:
+        return "unknown space"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if free < 1024 or unit == "TiB":
+            return f"{free:.1f} {unit}" if unit != "B" else f"{free} B"
+        free /= 1024
+    return "?"
+
+
+def remove_uncommitted(directory: str) -> None:
+    """Delete orbax's temporary (uncommitted) checkpoint directories under `directory`."""
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        if ".orbax-checkpoint-tmp" in name:
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)

@@ -8,7 +8,6 @@ flag or config key, an unparsable or invalid value) is reported as one line, exi
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 # name -> (module, one-line summary)
@@ -71,8 +70,28 @@ def unknown_config_key_message(args: list[str], error: Exception) -> str:
     return message + "; the config is locked, so only existing keys can be set"
 
 
+def command_help(command: str, module) -> str:
+    """`jepa-jax <command> --help`: the command's docstring and its own flags (absl's --help
+    lists only the main script's, and --helpfull buries them under absl's ~60)."""
+    from absl import flags
+
+    doc = (module.__doc__ or "").strip()
+    lines = [doc, "", f"flags of {PROG} {command}:"]
+    body = flags.FLAGS.module_help(module.__name__).strip().splitlines()[1:]  # drop module name
+    lines += body or ["  (none)"]
+    lines += [
+        "",
+        f"global: {PROG} --verbose {command} ... shows libraries' logs (TensorFlow, libtpu, absl "
+        "INFO); --helpfull lists absl's own flags.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
+    # --verbose is global: it may stand before or after the command.
+    verbose = any(a in ("--verbose", "--verbose=true") for a in argv[1:])
+    argv = [argv[0]] + [a for a in argv[1:] if a not in ("--verbose", "--verbose=true")]
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0 if len(argv) >= 2 else 2)
@@ -83,13 +102,35 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-    # Quiet TensorFlow's C++ start-up chatter (TF is imported by clu's TensorBoard writer).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Before anything starts a JAX backend or imports a native library.
+    from jepa_jax import startup
+
+    startup.configure(verbose)
+    from jepa_jax.signals import Interrupted, interruptible
+
+    # A stop signal during start-up (imports, set-up, compilation) ends the command cleanly.
+    with interruptible():
+        try:
+            _run_command(command, argv)
+        except Interrupted as e:
+            print(
+                f"{PROG} {command}: {e} outside the training steps; checkpoints already saved "
+                "are kept, nothing is half-written",
+                file=sys.stderr,
+            )
+            sys.exit(0)
+
+
+def _run_command(command: str, argv: list[str]) -> None:
     from absl import app, flags
 
-    from jepa_jax.errors import ConfigError
+    from jepa_jax.errors import ConfigError, RunError
 
     module = importlib.import_module(COMMANDS[command][0])
+    args = argv[2:]
+    if any(a in ("-h", "--help", "-help", "--helpshort") for a in args):
+        print(command_help(command, module))
+        sys.exit(0)
 
     def parse_flags(args: list[str]) -> list[str]:
         try:
@@ -99,14 +140,19 @@ def main(argv: list[str] | None = None) -> None:
         except (AttributeError, KeyError) as e:
             # ml_collections reports an unknown --config.<key> this way (locked config).
             fail(command, unknown_config_key_message(args, e))
+        except SyntaxError as e:  # a config file that does not parse
+            fail(command, f"config file {e.filename} line {e.lineno}: {e.msg}")
 
     def run(args: list[str]) -> None:
         try:
             module.main(args)
         except ConfigError as e:
             fail(command, str(e))
+        except RunError as e:
+            print(f"{PROG} {command}: error: {e}", file=sys.stderr)
+            sys.exit(1)
 
-    app.run(run, argv=[f"{PROG} {command}"] + argv[2:], flags_parser=parse_flags)
+    app.run(run, argv=[f"{PROG} {command}"] + args, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Gradient accumulation: each step runs the batch as this many equal slices (same result,
     # ~1/microbatches of the activation memory).
     c.microbatches = 1
+    # A step whose loss or gradient is not finite is never applied (train.nonfinite). "stop":
+    # end the run with one line naming the step and the last good checkpoint; "skip_step": go on
+    # with the next batch (stopping after 10 such steps in a row).
+    c.nan_policy = "stop"
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "moving_shapes"  # a key of jepa_jax.data.pipeline.SOURCES
@@ -411,6 +415,9 @@ def plan_config() -> ml_collections.ConfigDict:
     )
 
 
+NAN_POLICIES = ("stop", "skip_step")
+
+
 def validate_config(config: Mapping[str, Any], num_devices: int, process_count: int = 1) -> None:
     """Check the values the training loop depends on; raise ConfigError naming the bad key."""
 
@@ -461,6 +468,20 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
     ):
         need(float(o[key]) >= 0, f"optim.{key}", o[key], "a number >= 0")
     need(int(o.warmup_steps) >= 0, "optim.warmup_steps", o.warmup_steps, "an integer >= 0")
+    # A warmup longer than the run never reaches the peak lr: almost always a typo, or a
+    # shortened run that kept a long recipe's warmup.
+    need(
+        int(o.warmup_steps) <= int(config.total_steps),
+        "optim.warmup_steps",
+        o.warmup_steps,
+        f"at most total_steps={config.total_steps} (the peak lr is reached after the warmup)",
+    )
+    need(
+        config.get("nan_policy", "stop") in NAN_POLICIES,
+        "nan_policy",
+        config.get("nan_policy"),
+        f"one of {NAN_POLICIES}",
+    )
     need(float(o.schedule_scale) >= 1.0, "optim.schedule_scale", o.schedule_scale, "a number >= 1")
     ema = tuple(config.ema)
     need(

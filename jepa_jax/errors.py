@@ -1,6 +1,15 @@
-"""Errors for bad user input. The CLI prints these as one line (no traceback) and exits 2."""
+"""Errors the CLI reports as one line, without a traceback.
+
+`ConfigError` is bad user input (exit status 2); `RunError` is a run that cannot go on through no
+fault of the command line (a diverged loss, a failed checkpoint save; exit status 1).
+"""
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key, the bad value and what is
     valid."""
+
+
+class RunError(RuntimeError):
+    """A run stopped by a fault; the message names the step, what went wrong and the last good
+    checkpoint, so the user knows what to change and where the run resumes from."""

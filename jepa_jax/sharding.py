@@ -101,6 +101,46 @@ def logical_rules(config_rules: Sequence[Sequence[Any]]) -> tuple[tuple[str, Any
     return tuple(out)
 
 
+# What a logical axis is in the models, for error messages.
+LOGICAL_MEANING = {
+    "heads": "attention heads (model.*.num_heads)",
+    "mlp": "MLP hidden units (model.*.mlp_dim / mlp_ratio)",
+    "embed": "embedding width (model.*.width)",
+}
+
+
+def check_divisible(boxed_tree: Any, mesh: Mesh, rules) -> None:
+    """ConfigError naming the first parameter whose sharded dimension the mesh does not divide.
+
+    jit would otherwise fail with an IndivisibleError traceback (e.g. 3 heads on tensor=2).
+    Parameters are checked before the optimizer state that mirrors them.
+    """
+    logical = nn.get_partition_spec(boxed_tree)
+    shapes = nn.meta.unbox(boxed_tree)
+    flat = jax.tree_util.tree_flatten_with_path(
+        logical, is_leaf=lambda x: isinstance(x, PartitionSpec)
+    )[0]
+    shape_of = dict(jax.tree_util.tree_flatten_with_path(shapes)[0])
+    flat.sort(key=lambda kv: getattr(kv[0][0], "key", None) != "params")
+    for path, spec in flat:
+        if not isinstance(spec, PartitionSpec) or path not in shape_of:
+            continue
+        shape = shape_of[path].shape
+        mesh_spec = nn.logical_to_mesh_axes(tuple(spec), rules)
+        for dim, (size, name, axes) in enumerate(zip(shape, spec, mesh_spec, strict=False)):
+            axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+            split = math.prod(mesh.shape[a] for a in axes)
+            if split > 1 and size % split:
+                where = "/".join(str(getattr(k, "key", k)) for k in path)
+                sizes = ", ".join(f"mesh.{a}={mesh.shape[a]}" for a in axes)
+                raise ConfigError(
+                    f"config.{sizes} does not divide the {size} "
+                    f"{LOGICAL_MEANING.get(name, repr(name))} of parameter {where} (shape "
+                    f"{tuple(shape)}, dim {dim}); choose mesh sizes that divide it, or a model "
+                    f"whose sizes they divide"
+                )
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) dim split over data x fsdp; everything else replicated."""
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))

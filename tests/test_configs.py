@@ -8,8 +8,8 @@ import os
 import jax
 import pytest
 from conftest import REPO, load_config
+from helpers import cli, read_losses
 from media import write_index_video, write_mnist_npz, write_truncated_video
-from test_train_loop import cli, read_losses
 
 from jepa_jax import config_lib
 from jepa_jax.train.loop import train

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tiny_image_config, tiny_video_config
-from test_train_loop import cli  # `python -m jepa_jax ...` in a subprocess
+from helpers import cli
 
 import jepa_jax
 from jepa_jax import rundir

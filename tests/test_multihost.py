@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from conftest import REPO, TINY_CONFIG
-from test_train_loop import read_losses
+from helpers import read_losses
 
 
 def free_port() -> int:

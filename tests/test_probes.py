@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 from flax import linen as nn
-from test_train_loop import cli  # `python -m jepa_jax ...` in a subprocess
+from helpers import cli
 
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.attentive_probe import (

@@ -10,7 +10,6 @@ from conftest import tiny_image_config
 
 from jepa_jax.errors import ConfigError
 from jepa_jax.sharding import make_global_batch
-from jepa_jax.train.loop import host_metrics
 from jepa_jax.train.regularizers import (
     epps_pulley,
     epps_pulley_quadrature,
@@ -20,6 +19,7 @@ from jepa_jax.train.regularizers import (
     target_mode_from_config,
     vicreg_terms,
 )
+from jepa_jax.train.runner import host_metrics
 from jepa_jax.train.setup import build_trainer
 
 

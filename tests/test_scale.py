@@ -134,11 +134,17 @@ def test_gradient_accumulation_equals_the_large_batch(devices, reference):
     loss, params, _, metrics = run_step(config, devices[:2], batch)
     assert loss == pytest.approx(loss1, rel=1e-5)
     assert_trees_close(params, params1, rtol=2e-4, atol=2e-6)
-    # The collapse monitors see every microbatch, not just the last.
-    m1, m4 = (
-        monitors_from_stats(metrics1["feature_stats"]),
-        monitors_from_stats(metrics["feature_stats"]),
-    )
-    assert m4["feature_std"] == pytest.approx(m1["feature_std"], rel=1e-4)
-    assert m4["effective_rank"] == pytest.approx(m1["effective_rank"], rel=1e-4)
+    # The collapse monitors see every microbatch, not just the last. The tolerance is derived
+    # from what the test guards against: monitors of one microbatch (a quarter of the rows)
+    # differ from the whole batch's by `gap`; summation-order round-off, which differs between
+    # CPU kinds (AVX2 vs AVX-512 + oneDNN), must stay far below it.
     assert float(metrics["feature_stats"]["count"]) == float(metrics1["feature_stats"]["count"])
+    m1 = monitors_from_stats(metrics1["feature_stats"])
+    m4 = monitors_from_stats(metrics["feature_stats"])
+    quarter = jax.tree.map(lambda x: x[: x.shape[0] // 4], batch)
+    _, _, _, metrics_quarter = run_step(tiny_video_config(), devices[:1], quarter)
+    m_quarter = monitors_from_stats(metrics_quarter["feature_stats"])
+    for key in ("feature_std", "effective_rank"):
+        gap = abs(m_quarter[key] - m1[key])
+        assert gap > 1e-3 * abs(m1[key]), (key, m_quarter[key], m1[key])  # the check has teeth
+        assert abs(m4[key] - m1[key]) < 0.05 * gap, (key, m4[key], m1[key], gap)

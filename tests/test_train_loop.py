@@ -1,7 +1,6 @@
 """End to end: training reduces the loss, a stopped (SIGTERM) or killed (SIGKILL) run resumes
 exactly, and the CLI's errors are one line."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,29 +8,9 @@ import sys
 
 import pytest
 from conftest import REPO, TINY_CONFIG, tiny_video_config
+from helpers import cli, metrics_rows, read_losses, stderr_lines
 
 from jepa_jax.train.loop import train
-
-
-def read_losses(workdir):
-    """step -> loss from metrics.jsonl; a resumed run's later record of a step wins."""
-    losses = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            rec = json.loads(line)
-            losses[rec["step"]] = rec["loss"]
-    return losses
-
-
-def cli(*args, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "jepa_jax", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kwargs,
-    )
 
 
 def test_loss_decreases_over_a_few_dozen_steps(tmp_path):
@@ -97,6 +76,9 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
     resumed = cli(*args, f"--workdir={workdir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from checkpoint at step" in resumed.stdout
+    # Steps logged after the last checkpoint and before the kill are not in metrics.jsonl twice.
+    steps = [row["step"] for row in metrics_rows(workdir)]
+    assert steps == list(range(1, 11)), steps
     got = read_losses(workdir)
     assert sorted(got) == list(range(1, 11))
     for step in range(1, 11):
@@ -110,12 +92,16 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
         ("--config.batch_size=abc", "flag --config.batch_size=abc"),
         ("--config.batch_size=-8", "config.batch_size=-8 is invalid: expected an integer >= 1"),
         ("--config.mask.kind=tube", "mask.kind must be one of"),
+        ("--config.optim.warmup_steps=9", "config.optim.warmup_steps=9 is invalid: expected at"),
+        ("--config.nan_policy=ignore", "config.nan_policy='ignore' is invalid: expected one of"),
+        # 2 heads of width 32 cannot be split 4 ways: named before anything is written.
+        ("--config.mesh.tensor=4", "config.mesh.tensor=4 does not divide the 2 attention heads"),
     ],
 )
 def test_bad_config_key_or_value_is_a_one_line_error(tmp_path, override, message):
     out = cli("train", f"--config={TINY_CONFIG}", f"--workdir={tmp_path / 'w'}", override)
     assert out.returncode == 2
-    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    lines = stderr_lines(out)
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("jepa-jax train: error: ") and message in lines[0]
     assert not (tmp_path / "w").exists()  # nothing written for a config that cannot run

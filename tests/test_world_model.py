@@ -3,13 +3,12 @@ objective's terms, and one-line errors for bad input."""
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 from conftest import REPO, load_config
+from helpers import cli, read_losses
 
 from jepa_jax.world_model import loop, objective
 from jepa_jax.world_model.setup import build_world_model_trainer
@@ -22,19 +21,8 @@ def smoke_config():
     return load_config(AC_CONFIG, "runlocal")
 
 
-def cli(*args, check=True):
-    env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")  # planning runs on one device
-    proc = subprocess.run(
-        [sys.executable, "-m", "jepa_jax", *args], capture_output=True, text=True, env=env
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def losses(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return {r["step"]: r["loss"] for r in map(json.loads, f)}
+def cli_one_device(*args, check=True):
+    return cli(*args, env={"JAX_NUM_CPU_DEVICES": "1"}, check=check)  # planning: one device
 
 
 def test_train_then_plan_smoke_and_exact_resume(tmp_path):
@@ -50,13 +38,13 @@ def test_train_then_plan_smoke_and_exact_resume(tmp_path):
     loop.train(config, part)
     config.total_steps = 4
     loop.train(config, part)
-    a, b = losses(full), losses(part)
+    a, b = read_losses(full), read_losses(part)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
 
     # Plan with the trained model through the CLI, with the floor and ceilings, saving a GIF.
     gif = str(tmp_path / "episode.gif")
-    proc = cli(
+    proc = cli_one_device(
         "plan",
         f"--config={AC_CONFIG}:runlocal",
         f"--checkpoint={full}",
@@ -108,7 +96,7 @@ def test_objective_terms_and_frozen_encoder():
 )
 def test_plan_bad_input_is_one_line(args, message):
     base = [f"--config={AC_CONFIG}:runlocal", "--checkpoint=/nonexistent/run"]
-    proc = cli("plan", *base, *args, check=False)
+    proc = cli_one_device("plan", *base, *args, check=False)
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and message in err[0], proc.stderr

@@ -11,9 +11,22 @@ from jepa_jax.errors import ConfigError
 
 
 def quiet_logging_unless_asked() -> None:
-    """Show only warnings from libraries (orbax logs every save at INFO) unless -v was given."""
-    if not flags.FLAGS["verbosity"].present:
+    """Show only warnings from libraries (orbax logs every save at INFO) unless -v or
+    `jepa-jax --verbose` was given."""
+    from jepa_jax import startup
+
+    if startup.verbose() and not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.INFO)
+    elif not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def directory_flag(flag_name: str) -> str:
+    """The value of a directory flag, or ConfigError when it is empty (`--workdir=`)."""
+    value = flags.FLAGS[flag_name].value
+    if value is None or not str(value).strip():
+        raise ConfigError(f"--{flag_name}={value!r} is empty: expected a directory path")
+    return str(value)
 
 
 def loaded_config(flag_name: str = "config"):

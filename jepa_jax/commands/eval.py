@@ -13,7 +13,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
-from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import directory_flag, loaded_config, quiet_logging_unless_asked
 
 config_flags.DEFINE_config_file(
     "config",
@@ -42,4 +42,5 @@ def main(argv: list[str]) -> None:
     from jepa_jax.eval.suite import run_eval  # heavy imports after flag parsing
 
     config = loaded_config()
-    run_eval(config, _CHECKPOINT.value or _WORKDIR.value, _WORKDIR.value, _STEP.value)
+    workdir = directory_flag("workdir")
+    run_eval(config, _CHECKPOINT.value or workdir, workdir, _STEP.value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from jepa_jax.commands.common import quiet_logging_unless_asked
+from jepa_jax.commands.common import directory_flag, quiet_logging_unless_asked
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
 _OUT = flags.DEFINE_string("out", None, "Export directory to write.")
@@ -28,11 +28,12 @@ def main(argv: list[str]) -> None:
     from jepa_jax.export.checkpoints import restore_target_encoder
     from jepa_jax.export.encoder_dir import write_encoder_dir
 
-    _, cfg, params, step = restore_target_encoder(_WORKDIR.value, _STEP.value)
-    source = {"kind": "jepa-jax workdir", "workdir": _WORKDIR.value, "step": step}
+    workdir = directory_flag("workdir")
+    _, cfg, params, step = restore_target_encoder(workdir, _STEP.value)
+    source = {"kind": "jepa-jax workdir", "workdir": workdir, "step": step}
     out = write_encoder_dir(_OUT.value, cfg, params, source, overwrite=_OVERWRITE.value)
     n = sum(int(x.size) for x in jax.tree.leaves(params))
     print(
-        f"exported the target encoder of {_WORKDIR.value} at step {step} ({n / 1e6:.2f}M params, "
+        f"exported the target encoder of {workdir} at step {step} ({n / 1e6:.2f}M params, "
         f"width {cfg.width}, depth {cfg.depth}) to {out}"
     )

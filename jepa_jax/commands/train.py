@@ -12,7 +12,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jepa_jax import distributed
-from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import directory_flag, loaded_config, quiet_logging_unless_asked
 
 config_flags.DEFINE_config_file(
     "config",
@@ -49,10 +49,11 @@ def main(argv: list[str]) -> None:
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value
     )
     config = loaded_config()
+    workdir = directory_flag("workdir")
     # heavy imports after flag parsing; config.method picks the training loop
     if config.method == "world_model":
         from jepa_jax.world_model.loop import train
     else:
         from jepa_jax.train.loop import train
 
-    train(config, _WORKDIR.value)
+    train(config, workdir)

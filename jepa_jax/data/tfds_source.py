@@ -76,7 +76,10 @@ class TfdsExamples:
 
 
 def _open(d: Mapping[str, Any], split: str):
-    import tensorflow_datasets as tfds
+    from jepa_jax.startup import native_stderr_quieted
+
+    with native_stderr_quieted():  # TensorFlow logs from C++ as it loads
+        import tensorflow_datasets as tfds
 
     name = str(d["tfds_name"])
     if not name:

@@ -301,9 +301,9 @@ def write_results(workdir: str, results: Mapping[str, Any], step: int) -> None:
         return
     os.makedirs(workdir, exist_ok=True)
     write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
-    from clu import metric_writers  # imports TensorFlow: only when writing
+    from jepa_jax.event_writer import ScalarWriter
 
-    writer = metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    writer = ScalarWriter(os.path.join(workdir, "tensorboard"))
     scalars = {
         f"{enc}/{name}/accuracy": r["accuracy"]
         for enc, per_probe in results["encoders"].items()

@@ -13,21 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def feature_std(features: jax.Array) -> jax.Array:
-    """Mean over feature dims of the std over all tokens (rows). features: [..., D] -> scalar.
-
-    Falls to 0 when every token maps to the same vector (complete collapse).
-    """
-    z = features.reshape(-1, features.shape[-1]).astype(jnp.float32)
-    return jnp.sqrt(z.var(axis=0) + 1e-12).mean()
-
-
-def feature_gram(features: jax.Array) -> jax.Array:
-    """Z^T Z over all tokens: features [..., D] -> float32 [D, D]; sharded rows reduce on device."""
-    z = features.reshape(-1, features.shape[-1]).astype(jnp.float32)
-    return z.T @ z
-
-
 def feature_stats(features: jax.Array) -> dict[str, jax.Array]:
     """Sufficient statistics of token features [..., D] for the monitors (all float32):
     {"count": [], "sum": [D], "sq_sum": [D], "gram": [D, D]}."""
@@ -41,7 +26,13 @@ def feature_stats(features: jax.Array) -> dict[str, jax.Array]:
 
 
 def monitors_from_stats(stats: dict[str, np.ndarray]) -> dict[str, float]:
-    """{"feature_std", "effective_rank"} from (possibly accumulated) `feature_stats` on host."""
+    """{"feature_std", "effective_rank"} from (possibly accumulated) `feature_stats` on host.
+
+    Both are NaN when the statistics are not finite (a diverged step): the monitors report, they
+    never raise (LAPACK's eigensolver fails on NaN input).
+    """
+    if not all(np.all(np.isfinite(np.asarray(v))) for v in stats.values()):
+        return {"feature_std": float("nan"), "effective_rank": float("nan")}
     n = float(stats["count"])
     mean = np.asarray(stats["sum"], np.float64) / n
     var = np.asarray(stats["sq_sum"], np.float64) / n - mean * mean
@@ -58,8 +49,3 @@ def effective_rank_from_gram(gram: np.ndarray, eps: float = 1e-7) -> float:
     sigma = np.sqrt(np.clip(eig, 0.0, None))
     p = sigma / (sigma.sum() + eps) + eps
     return float(np.exp(-(p * np.log(p)).sum()))
-
-
-def effective_rank(features: jax.Array) -> float:
-    """RankMe of token features [..., D] (host computation; for tests and evaluation)."""
-    return effective_rank_from_gram(np.asarray(feature_gram(features)))

@@ -1,4 +1,4 @@
-"""Training metrics out: TensorBoard (clu), metrics.jsonl, and a readable progress line.
+"""Training metrics out: TensorBoard events, metrics.jsonl, and a readable progress line.
 
 Only process 0 writes; other processes' reporters are silent.
 """
@@ -13,7 +13,9 @@ import sys
 import time
 from collections.abc import Mapping
 
-from clu import metric_writers
+from jepa_jax.event_writer import ScalarWriter
+
+METRICS_FILE = "metrics.jsonl"
 
 
 def format_duration(seconds: float) -> str:
@@ -73,13 +75,32 @@ class Reporter:
         self.writer = None
         self.jsonl = None
         if is_main:
-            self.writer = metric_writers.AsyncWriter(
-                metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
-            )
-            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self.writer = ScalarWriter(os.path.join(workdir, "tensorboard"))
+            self.jsonl_path = os.path.join(workdir, METRICS_FILE)
+            self.jsonl = open(self.jsonl_path, "a")
         self._last_step: int | None = None
         self._last_time: float | None = None
         self.performance: StepPerformance | None = None
+
+    def resume_at(self, step: int) -> None:
+        """Drop metrics.jsonl rows after `step`, the checkpoint a resumed run restarts from: a
+        run killed after its last checkpoint logged steps that the resumed run logs again."""
+        if self.jsonl is None:
+            return
+        self.jsonl.close()
+        kept = []
+        with open(self.jsonl_path) as f:
+            for line in f:
+                try:
+                    if json.loads(line)["step"] <= step:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+                except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+                    continue
+        tmp = f"{self.jsonl_path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, self.jsonl_path)
+        self.jsonl = open(self.jsonl_path, "a")
 
     def set_performance(self, performance: StepPerformance) -> None:
         """Enable tokens/s, TFLOP/s per device and MFU in the reports."""
@@ -130,7 +151,13 @@ class Reporter:
         parts += self.rate_parts(step, s)
         if s.get("data/replaced"):  # unreadable inputs skipped so far (data.reading)
             parts.append(f"replaced {int(s['data/replaced'])} inputs")
-        return " | ".join(parts)
+        return " | ".join(parts + self.fault_parts(s))
+
+    def fault_parts(self, s: Mapping[str, float]) -> list[str]:
+        """Notes on faults the run survived, for the end of the progress line."""
+        if s.get("skipped_steps"):  # config.nan_policy="skip_step"
+            return [f"skipped {int(s['skipped_steps'])} non-finite steps"]
+        return []
 
     def rate_parts(self, step: int, s: Mapping[str, float]) -> list[str]:
         """The progress line's tail: steps/s, items/s, MFU (when known) and ETA; empty before

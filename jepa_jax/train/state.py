@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from jepa_jax.masking import MaskSampler
 from jepa_jax.models import Predictor, VisionTransformer
 from jepa_jax.models.layers import rescale_residual_projections
-from jepa_jax.sharding import tree_shardings
+from jepa_jax.sharding import check_divisible, tree_shardings
 
 
 def init_encoder_params(
@@ -87,6 +87,7 @@ def state_shardings(init_fn: Callable, mesh: Mesh, rules) -> tuple[Any, Any]:
         # The key is made inside eval_shape too: nothing runs, so this also works for meshes of
         # devices that are not attached (ahead-of-time compilation for a TPU topology).
         boxed = jax.eval_shape(lambda: init_fn(jax.random.key(0)))
+    check_divisible(boxed, mesh, rules)
     shardings = tree_shardings(boxed, mesh, rules)
     return nn.meta.unbox(boxed), shardings
 

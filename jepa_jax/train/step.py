@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 
 from jepa_jax.sharding import BATCH_AXES, batch_sharding, replicated
 from jepa_jax.train.monitors import feature_stats
+from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
 from jepa_jax.train.objective import JepaObjective
 from jepa_jax.train.optim import ema_update
 
@@ -50,6 +51,9 @@ def train_step(
     microbatches > 1 the batch is processed in that many slices whose gradients are averaged
     before one update: the same result as the whole batch at a fraction of the activation
     memory (the loss is a mean over equal-sized slices).
+
+    A step whose loss, gradient norm or update norm is not finite leaves params, target and
+    optimizer state as they were (train.nonfinite); its "finite" metric is 0.
 
     Metrics are float32 scalars, plus "feature_stats" (the collapse monitors' sufficient
     statistics; `monitors.monitors_from_stats` finishes them on the host).
@@ -90,14 +94,18 @@ def train_step(
         "opt_state": opt_state,
         "step": step + 1,
     }
+    grad_norm, update_norm = optax.tree.norm(grads), optax.tree.norm(updates)
+    finite = all_finite(loss, grad_norm, update_norm)
+    new_state = keep_if_not_finite(state, new_state, finite)
     metrics = {
         "loss": loss,
         "lr": schedules["lr"](step),
         "weight_decay": schedules["wd"](step),
         "ema_momentum": momentum,
-        "grad_norm": optax.tree.norm(grads),
-        "update_norm": optax.tree.norm(updates),
-        "param_norm": optax.tree.norm(params),
+        "grad_norm": grad_norm,
+        "update_norm": update_norm,
+        "param_norm": optax.tree.norm(new_state["params"]),
+        "finite": finite,  # 0: the update was not applied (train.nonfinite)
     }
     for i, name in enumerate(mask_names):
         metrics[f"loss_{name}"] = loss_per_mask[i]

@@ -28,6 +28,7 @@ from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
 from jepa_jax.train import optim
 from jepa_jax.train.monitors import feature_stats
+from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
 from jepa_jax.train.state import abstract_state, create_state, init_encoder_params
 from jepa_jax.world_model import data
 from jepa_jax.world_model.model import WorldModel, build_world_model
@@ -130,9 +131,11 @@ def train_step(
     tx: optax.GradientTransformation,
     lr: Callable[[jax.Array], jax.Array],
 ) -> tuple[dict, dict]:
-    """One optimizer step. Pure: (state, batch) -> (new state, float32 metrics); metrics include
-    each loss term, and "feature_stats" of the latents (`train.monitors.feature_stats`) from which
-    the host computes the feature std and effective rank."""
+    """One optimizer step. Pure: (state, batch) -> (new state, float32 metrics).
+
+    A non-finite loss or gradient leaves the state as it was (train.nonfinite). Metrics include
+    each loss term, "finite", and "feature_stats" of the latents (`train.monitors.feature_stats`)
+    from which the host computes the feature std and effective rank."""
 
     def loss_fn(params):
         return objective(params, state["frozen"], batch)
@@ -141,10 +144,14 @@ def train_step(
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = dict(state, params=params, opt_state=opt_state, step=state["step"] + 1)
+    grad_norm = optax.tree.norm(grads)
+    finite = all_finite(loss, grad_norm, optax.tree.norm(updates))
+    new_state = keep_if_not_finite(state, new_state, finite)
     metrics = {
         "loss": loss,
         "lr": lr(state["step"]),
-        "grad_norm": optax.tree.norm(grads),
+        "grad_norm": grad_norm,
+        "finite": finite,  # 0: the update was not applied (train.nonfinite)
         # Sufficient statistics; the host turns them into feature_std and effective_rank.
         "feature_stats": feature_stats(aux["latents"]),
         **{f"loss_{k}": v for k, v in aux["terms"].items()},
