@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from typing import Any
 
 import grain
@@ -129,7 +130,7 @@ class Checkpointer:
                 logging.warning("closing the checkpoint manager: %s", first_line(e))
         remove_uncommitted(self.directory)
         # Writer threads of a failed save can outlive close(): clean again when Python exits.
-        atexit.register(remove_uncommitted, self.directory)
+        atexit.register(remove_uncommitted, self.directory, 0.0, 2.0)
 
     def _fail(self, error: Exception) -> None:
         step, latest = self._saving_step, None
@@ -219,10 +220,24 @@ def free_space(path: str) -> str:
     return "?"
 
 
-def remove_uncommitted(directory: str) -> None:
-    """Delete orbax's temporary (uncommitted) checkpoint directories under `directory`."""
-    if not os.path.isdir(directory):
-        return
-    for name in os.listdir(directory):
-        if ".orbax-checkpoint-tmp" in name:
-            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+def remove_uncommitted(directory: str, settle_seconds: float = 0.5, limit_seconds: float = 10.0):
+    """Delete orbax's temporary (uncommitted) checkpoint directories under `directory`.
+
+    After a failed save some writer threads may still be creating files there, so removal is
+    repeated until no temporary directory has been seen for `settle_seconds` (at most
+    `limit_seconds`; the run is failing anyway, and a clean directory is worth the wait).
+    """
+    deadline = time.monotonic() + limit_seconds
+    clean_since = None
+    while time.monotonic() < deadline:
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        leftovers = [n for n in names if ".orbax-checkpoint-tmp" in n]
+        if leftovers:
+            clean_since = None
+            for name in leftovers:
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+        elif clean_since is None:
+            clean_since = time.monotonic()
+        elif time.monotonic() - clean_since >= settle_seconds:
+            return
+        time.sleep(0.05)
