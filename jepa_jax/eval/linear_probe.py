@@ -1,11 +1,14 @@
 """Frozen-feature linear probe: pooled encoder features -> multinomial logistic regression.
 
 Features are standardised with the training set's per-dimension mean and std (BatchNorm-style
-normalisation without affine, with the statistics frozen as at BatchNorm's inference time). The
-L2 strength is chosen on a held-out fifth of the probe's training set (never on the test set);
-all candidate strengths train in parallel in one jitted, vmapped loop. With several views per
-example (clips x crops), every training view is a sample and the test class probabilities are
-averaged over each example's views.
+normalisation without affine, with the statistics frozen as at BatchNorm's inference time).
+Features wider than the training set (raw pixels, flattened tokens) are first projected onto
+the span of the training samples: an L2-regularised linear model's weights always lie in that
+span, so the fit is the same, at the cost of an N-dimensional problem instead of a
+D-dimensional one. The L2 strength is chosen on a held-out fifth of the probe's training set
+(never on the test set); all candidate strengths train in parallel in one jitted, vmapped loop.
+With several views per example (clips x crops), every training view is a sample and the test
+class probabilities are averaged over each example's views.
 """
 
 from __future__ import annotations
@@ -52,6 +55,20 @@ def _mean_pooled(apply_fn: Callable) -> Callable:
     """(params, x) -> float32 token average; one function object per `apply_fn`, so passes over
     train and test splits (and several params) share map_batches' compiled function."""
     return lambda p, x: apply_fn(p, x).astype(jnp.float32).mean(axis=1)
+
+
+def project_to_sample_span(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Coordinates in the span of the training rows: x -> x V, with V [D, R] the orthonormal
+    right singular vectors of the training matrix (R <= number of rows).
+
+    For w = V a, x.w = (x V).a and |w|^2 = |a|^2, so an L2-regularised linear model on the
+    projected features is exactly the model on the originals (its optimum lies in that span).
+    """
+    flat = train_x.reshape(-1, train_x.shape[-1]).astype(np.float64)
+    _, s, vt = np.linalg.svd(flat, full_matrices=False)
+    keep = s > s[0] * 1e-6 if len(s) else s > 0
+    v = vt[keep].T.astype(np.float32)  # [D, R]
+    return (train_x @ v).astype(np.float32), (test_x @ v).astype(np.float32)
 
 
 def _train_logreg(x, y, num_classes, l2s, steps, lr):
@@ -107,7 +124,7 @@ def fit_linear_probe(
     test_y: np.ndarray,
     num_classes: int,
     l2s: Sequence[float] = DEFAULT_L2,
-    steps: int = 500,
+    steps: int = 2000,
     lr: float = 0.01,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -138,6 +155,8 @@ def fit_linear_probe(
     mean, std = flat.mean(0), flat.std(0) + 1e-6
     train_x = (train_x - mean) / std
     test_x = (test_x - mean) / std
+    if train_x.shape[-1] > len(flat):
+        train_x, test_x = project_to_sample_span(train_x, test_x)
     perm = np.random.default_rng(seed).permutation(len(train_x))
     n_val = max(1, len(train_x) // 5)
     val_idx, fit_idx = perm[:n_val], perm[n_val:]
