@@ -49,6 +49,9 @@ def get_config(arg=None):
     c.probe.task = "color"
     c.probe.num_train = 800
     c.probe.num_test = 400
+    # Half the eval default (2000): the probe fits 3 feature sets x 4 labels inside the
+    # 10-minute budget of `make train`; `jepa-jax eval` uses the full count.
+    c.probe.linear.steps = 1000
 
     if args.runlocal:  # a seconds-long smoke run
         config_lib.shrink_to_smoke_run(c)
