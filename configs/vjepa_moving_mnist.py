@@ -2,8 +2,9 @@
 
 The standard construction: 2 digits bouncing in 64x64 frames (jepa_jax/data/moving_mnist.py);
 16-frame clips, a ViT-tiny with patch 8 and tubelet 2 (8x8x8 = 512 tokens), both V-JEPA masks.
-Every sequence is new (100,000 per epoch) and carries its latent labels (digit classes,
-positions, velocities) for probes.
+Every sequence is new (100,000 per epoch) and carries its latent labels: the probe tasks
+`digit_0`, `digit_1` (each digit's class) and `digit_sum`; positions and velocities are stored
+too (regression targets, not probe tasks).
 
 Get an MNIST file first (nothing is downloaded at run time), either of
   mnist.npz (Keras):   https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz

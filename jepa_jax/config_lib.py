@@ -175,6 +175,11 @@ def base_config() -> ml_collections.ConfigDict:
     # end the run with one line naming the step and the last good checkpoint; "skip_step": go on
     # with the next batch (stopping after 10 such steps in a row).
     c.nan_policy = "stop"
+    # Collapse guard (train/runner.py): a logged step whose effective rank of the target features
+    # is below collapse_rank_fraction x the run's first logged rank is flagged ("collapse" in
+    # metrics.jsonl / TensorBoard, a warning once); stop_on_collapse ends the run there.
+    c.collapse_rank_fraction = 0.3
+    c.stop_on_collapse = False
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "moving_shapes"  # a key of jepa_jax.data.pipeline.SOURCES
@@ -298,14 +303,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.probe = ml_collections.ConfigDict(
         dict(
             enabled=False,
-            task="shape",  # the label to predict (built-in: jepa_jax.data.synthetic.LABEL_CLASSES)
+            task="shape",  # the class label to predict (jepa_jax.data.labels: any int label)
             num_train=2000,  # labelled examples of the train split the probes learn from
             num_test=1000,  # examples of the test split they are scored on
             batch_size=64,  # examples per encoder forward pass
             num_classes=config_dict.placeholder(int),  # None: the built-in count, else max label+1
             probes=("linear", "attentive", "knn"),  # which probes `jepa-jax eval` runs
             # The same probes on comparison features: "random_init" (the same encoder, randomly
-            # initialised) and "pixels" (the raw pixel patches as tokens).
+            # initialised) and "pixels" (raw pixels: patches as tokens for the attentive probe,
+            # every pixel flattened, unpooled, for the linear probe and kNN).
             baselines=(),
             # Views per example: num_clips evenly spaced clips of clip_frames frames, each cut
             # into num_views crop_size crops along the diagonal; probabilities are averaged.
@@ -315,13 +321,13 @@ def base_config() -> ml_collections.ConfigDict:
             num_views=1,
             # Linear probe on average-pooled tokens, standardised with train statistics; the
             # averages of the last last_k_blocks blocks (each final-normed) are concatenated.
-            linear=dict(last_k_blocks=1, l2=(1e-4, 1e-3, 1e-2, 1e-1), steps=500, lr=0.01),
+            linear=dict(last_k_blocks=1, l2=(1e-4, 1e-3, 1e-2, 1e-1), steps=2000, lr=0.01),
             # Attentive probe grid (lrs x weight_decays trained in parallel, AdamW, cosine):
             # num_self_blocks 0 is V-JEPA's probe, 3 V-JEPA 2's; num_heads None: the encoder's.
             attentive=dict(
                 num_self_blocks=0,
                 num_heads=config_dict.placeholder(int),
-                lrs=(5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
+                lrs=(3e-2, 1e-2, 5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
                 weight_decays=(0.01, 0.1, 0.4, 0.8),
                 epochs=20,
                 batch_size=64,
@@ -475,6 +481,12 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
         "optim.warmup_steps",
         o.warmup_steps,
         f"at most total_steps={config.total_steps} (the peak lr is reached after the warmup)",
+    )
+    need(
+        0.0 <= float(config.get("collapse_rank_fraction", 0.3)) < 1.0,
+        "collapse_rank_fraction",
+        config.get("collapse_rank_fraction"),
+        "a fraction in [0, 1) (0 turns the collapse guard off)",
     )
     need(
         config.get("nan_policy", "stop") in NAN_POLICIES,

@@ -223,6 +223,7 @@ def test_moving_mnist_from_npz_and_idx(tmp_path):
     x, y = fake_mnist(50)
     assert labels["digits"].shape == (2,) and set(labels["digits"]) <= set(y.tolist())
     assert int(labels["digit_sum"]) == int(labels["digits"].sum())
+    assert [int(labels["digit_0"]), int(labels["digit_1"])] == labels["digits"].tolist()
     # Each digit's drawn square starts DIGIT_SIZE/2 up-left of its labelled centre, every frame.
     pos = labels["positions"]
     assert pos.shape == (12, 2, 2) and np.all((0 < pos) & (pos < 1))

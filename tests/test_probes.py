@@ -1,17 +1,22 @@
 """The probe suite: views, the folded attentive probe and its grid, kNN, multi-view linear probe,
-last-k-block features, and `jepa-jax eval` end to end (results JSON, TensorBoard, errors)."""
+last-k-block features, honest baselines (unpooled pixels, centred kNN, sampled examples), the
+end-of-training table, and `jepa-jax eval` end to end (results JSON, TensorBoard, errors)."""
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, load_config
+from conftest import REPO, load_config, tiny_image_config, tiny_video_config
 from flax import linen as nn
 from helpers import cli
+from media import write_images
 
+from jepa_jax.data import pipeline
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.attentive_probe import (
     AttentiveClassifier,
@@ -19,13 +24,16 @@ from jepa_jax.eval.attentive_probe import (
     fit_attentive_probe,
     probe_heads,
 )
-from jepa_jax.eval.features import vit_features
+from jepa_jax.eval.features import pixel_features, vit_features
 from jepa_jax.eval.knn import knn_accuracy
-from jepa_jax.eval.linear_probe import fit_linear_probe
+from jepa_jax.eval.linear_probe import fit_linear_probe, project_to_sample_span
+from jepa_jax.eval.pretrain_probe import run_pretrain_probe
 from jepa_jax.eval.suite import RESULTS_FILE, run_eval
 from jepa_jax.eval.views import ViewSpec, check_views, cut_views, evenly_spaced
 from jepa_jax.export.encoder_dir import write_encoder_dir
 from jepa_jax.models.encoder_config import EncoderConfig
+from jepa_jax.train.loop import train
+from jepa_jax.train.setup import build_trainer
 from jepa_jax.train.state import init_encoder_params
 
 PROBE_CONFIG = os.path.join(REPO, "configs", "probes", "moving_shapes.py")
@@ -196,3 +204,143 @@ def test_eval_cli_error_is_one_line(tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
     assert lines[0].startswith("jepa-jax eval: error: checkpoint path not found")
+
+
+def test_wide_features_are_projected_without_changing_the_linear_model():
+    # More dimensions than samples (raw pixels): the projection keeps every inner product among
+    # training rows and between test and training rows, which is all an L2-regularised linear
+    # model depends on (its weights lie in the span of the training rows).
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(30, 2, 500)), rng.normal(size=(10, 2, 500))
+    ptrain, ptest = project_to_sample_span(train, test)
+    assert ptrain.shape == (30, 2, 60) and ptest.shape == (10, 2, 60)
+    flat, pflat = train.reshape(60, 500), ptrain.reshape(60, 60)
+    np.testing.assert_allclose(pflat @ pflat.T, flat @ flat.T, rtol=1e-4, atol=1e-3)
+    tflat, ptflat = test.reshape(20, 500), ptest.reshape(20, 60)
+    np.testing.assert_allclose(ptflat @ pflat.T, tflat @ flat.T, rtol=1e-4, atol=1e-3)
+    # And the probe reads a class signal hidden in 4000 noisy dimensions.
+    y, ty = rng.integers(2, size=80), rng.integers(2, size=40)
+    signal = np.zeros(4000)
+    signal[:20] = 1.0
+    x = rng.normal(size=(80, 4000)) + np.outer(2 * y - 1, signal)
+    tx = rng.normal(size=(40, 4000)) + np.outer(2 * ty - 1, signal)
+    assert fit_linear_probe(x, y, tx, ty, num_classes=2, steps=300)["accuracy"] > 0.9
+
+
+def test_knn_centres_features_that_share_a_large_common_component():
+    # Pooled ViT features sit near one common direction: uncentred cosines are all ~1.
+    rng = np.random.default_rng(2)
+    centers = rng.normal(size=(3, 16))
+    train_y, test_y = rng.integers(3, size=90), rng.integers(3, size=30)
+    offset = 100.0 * np.ones(16)
+    train_x = offset + centers[train_y] + 0.3 * rng.normal(size=(90, 16))
+    test_x = offset + centers[test_y] + 0.3 * rng.normal(size=(30, 16))
+    assert knn_accuracy(train_x, train_y, test_x, test_y, num_classes=3, k=5)["accuracy"] > 0.9
+
+
+def test_pixel_baseline_is_unpooled():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 8, 8, 3)), jnp.float32)
+    tokens, flat = pixel_features(patch_size=4, tubelet_size=2)(None, x)
+    assert tokens.shape == (2, 8, 2 * 4 * 4 * 3)
+    assert flat.shape == (2, 4 * 8 * 8 * 3)  # every pixel, not the patch average
+    np.testing.assert_allclose(np.sort(np.asarray(flat[0])), np.sort(np.asarray(x[0]).ravel()))
+
+
+def test_probe_examples_are_drawn_across_a_class_sorted_folder(tmp_path):
+    write_images(str(tmp_path / "tree"), {"a": 10, "b": 10, "c": 10})
+    config = tiny_image_config()
+    config.data.update(name="image_folder", path=str(tmp_path / "tree"))
+    _, labels = pipeline.labelled_arrays(config.data, "train", 9)
+    # The first 9 files are all class "a"; a sample across the split sees every class.
+    assert len(set(labels["label"].tolist())) == 3
+    _, again = pipeline.labelled_arrays(config.data, "train", 9)
+    np.testing.assert_array_equal(again["label"], labels["label"])  # the same sample each time
+    with pytest.raises(ConfigError, match="asked for 31 labelled examples"):
+        pipeline.labelled_arrays(config.data, "train", 31)
+
+
+def test_end_of_training_probe_table_has_every_baseline(tmp_path):
+    config = tiny_video_config()
+    config.probe.update(num_train=48, num_test=24)
+    trainer = build_trainer(config, devices=jax.devices()[:1])
+    with jax.set_mesh(trainer.mesh):
+        state, _ = trainer.create_state()
+    lines = []
+    results = run_pretrain_probe(
+        config,
+        trainer.encoder,
+        state["target_params"]["encoder"],
+        trainer.mesh,
+        str(tmp_path),
+        log=lines.append,
+    )
+    for label, row in results["tasks"].items():
+        assert set(row) == {"chance", "pixels", "random_init", "trained"}, label
+    header = next(ln for ln in lines if "random init" in ln and "pixels" in ln)
+    assert header.split() == ["label", "chance", "pixels", "random", "init", "trained"]
+    # A trained encoder that does not beat a baseline is marked in its row.
+    for label, row in results["tasks"].items():
+        line = next(ln for ln in lines if ln.split()[:1] == [label])
+        beaten = row["trained"] <= max(row["pixels"], row["random_init"])
+        assert ("<- trained does not beat" in line) == beaten, line
+
+
+def test_end_of_training_probe_reads_any_labelled_source_and_checks_its_task_first(tmp_path):
+    write_images(str(tmp_path / "tree"), {"a": 12, "b": 12})
+    write_images(str(tmp_path / "test_tree"), {"a": 6, "b": 6}, seed=1)
+    config = tiny_image_config()
+    config.data.update(
+        name="image_folder",
+        path=str(tmp_path / "tree"),
+        test_path=str(tmp_path / "test_tree"),
+        image_size=32,
+    )
+    config.update(total_steps=2, checkpoint_every=2)
+    config.probe.update(enabled=True, task="shape", num_train=16, num_test=8, batch_size=8)
+    # A built-in label the folder lacks: one line before training, nothing written.
+    with pytest.raises(ConfigError, match=r"'shape' is not a class label .* are \['label'\]"):
+        train(config, str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
+    config.probe.task = "label"  # the folder's class
+    result = train(config, str(tmp_path / "ok"))["probe"]
+    assert set(result["tasks"]) == {"label"}  # file_index is bookkeeping, not a class
+    assert result["tasks"]["label"]["chance"] == 0.5
+
+
+def test_learning_curve_probes_every_checkpoint_and_draws_a_png(tmp_path):
+    run = tmp_path / "run"
+    config = tiny_video_config()
+    config.update(total_steps=4, checkpoint_every=2)
+    train(config, str(run))  # checkpoints at steps 2 and 4
+    out = cli(
+        "eval",
+        f"--config={PROBE_CONFIG}:runlocal,task=color",
+        f"--checkpoint={run}",
+        f"--workdir={tmp_path / 'curve'}",
+        "--all_steps",
+        "--config.probe.probes=('linear','knn')",
+        "--config.probe.baselines=('random_init','pixels')",
+        "--config.probe.num_train=64",
+        "--config.probe.num_test=32",
+        f"--config.data.num_frames={config.data.num_frames}",
+        f"--config.data.image_size={config.data.image_size}",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    curve = json.loads((tmp_path / "curve" / "learning_curve.json").read_text())
+    assert curve["steps"] == [2, 4] and curve["task"] == "color"
+    assert {k: len(v) for k, v in curve["trained"].items()} == {"linear": 2, "knn": 2}
+    assert set(curve["baselines"]) == {"random_init", "pixels"}  # probed once
+    png = tmp_path / "curve.png"
+    plot = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "learning_curve.py"),
+         str(tmp_path / "curve" / "learning_curve.json"), f"--out={png}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert plot.returncode == 0, plot.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # A step that was not kept is one line.
+    bad = cli(
+        "eval", f"--config={PROBE_CONFIG}:runlocal", f"--checkpoint={run}",
+        f"--workdir={tmp_path / 'x'}", "--steps=3",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no checkpoint at steps [3]" in bad.stderr

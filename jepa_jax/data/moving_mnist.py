@@ -19,7 +19,8 @@ trajectories.
 Items: {"pixels": uint8 [T, S, S, 3] (grey repeated to RGB), "labels": {
   "digits": int32 [num_digits] (classes), "positions": float32 [T, num_digits, 2] (digit
   centres (x, y) in [0, 1]), "velocity": float32 [num_digits, 2] (pixels per frame at the
-  start), "digit_sum": int32 (sum of the classes, 0-18: one scalar class for linear probes)}}.
+  start), "digit_sum": int32 (sum of the classes, 0-18), "digit_0", "digit_1": int32 (each
+  digit's class)}}. The scalar classes (digit_k, digit_sum) are what probes predict.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from jepa_jax.errors import ConfigError
 
 DIGIT_SIZE = 28
 NUM_DIGITS = 2
+# Class labels for probes (jepa_jax.data.labels): each digit's class, and their sum.
+LABEL_CLASSES = {**{f"digit_{k}": 10 for k in range(NUM_DIGITS)}, "digit_sum": 9 * NUM_DIGITS + 1}
 STEP_LENGTH = 0.1  # per frame, as a fraction of the free range (canvas - digit)
 SPLIT_IDS = {"train": 0, "test": 1}
 
@@ -173,6 +176,8 @@ class MovingMnist:
                 "positions": centres.astype(np.float32),
                 "velocity": (vel * free).astype(np.float32),
                 "digit_sum": np.int32(classes.sum()),
+                # One scalar class per digit (the order they were drawn in), for probes.
+                **{f"digit_{k}": np.int32(c) for k, c in enumerate(classes)},
             },
         }
 

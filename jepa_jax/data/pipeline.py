@@ -193,17 +193,31 @@ def stack_examples(examples: list[Any]) -> Any:
     return jax.tree.map(lambda *xs: np.stack(xs), *examples)
 
 
+# Seeds the choice of probe examples, so every run and baseline probes the same ones.
+PROBE_SAMPLE_SEED = 20260101
+
+
 def labelled_arrays(
     data_config: Mapping[str, Any], split: str, num_examples: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The first `num_examples` of a split as (pixels uint8 [N, ...], labels {name: [N, ...]}).
+    """`num_examples` of a split as (pixels uint8 [N, ...], labels {name: [N, ...]}).
 
-    Reads every example into host memory: meant for the small labelled sets probes use.
+    Fewer than the split holds are drawn uniformly across it (a fixed sample per split, in index
+    order): the first N of a class-sorted folder would hold only its first classes. Reads every
+    example into host memory: meant for the small labelled sets probes use.
     """
     source = build_source(data_config, split)
     if num_examples > len(source):
-        raise ValueError(f"asked for {num_examples} examples of {split!r} but it has {len(source)}")
-    examples = [source[i] for i in range(num_examples)]
+        raise ConfigError(
+            f"asked for {num_examples} labelled examples of the {split!r} split of "
+            f"{data_config['name']!r}, which has {len(source)}: lower config.probe.num_train / "
+            f"num_test"
+        )
+    indices = range(num_examples)
+    if num_examples < len(source):
+        rng = np.random.default_rng([PROBE_SAMPLE_SEED, len(source), num_examples])
+        indices = np.sort(rng.choice(len(source), size=num_examples, replace=False))
+    examples = [source[int(i)] for i in indices]
     stacked = stack_examples(examples)
     return stacked["pixels"], stacked["labels"]
 

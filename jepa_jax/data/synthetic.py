@@ -1,12 +1,14 @@
 """Built-in datasets, generated procedurally and deterministically from (seed, split, index).
 
 Nothing is downloaded. Each example is one coloured shape on a smooth background; in the video
-set it moves at constant velocity and bounces off the frame edges. Every example carries its
-latent labels, so probes can test what an encoder learned:
+set it moves at constant velocity for the whole clip: the start is drawn so that the path stays
+inside the frame (a slower speed where a long clip needs it), so the motion the clip shows is
+the motion its labels name, never a bounce. Every example carries its latent labels, so probes
+can test what an encoder learned:
 
   shape          int, one of SHAPES
   color          int, one of the COLORS palette
-  direction      int, the initial velocity direction in NUM_DIRECTIONS bins (video only)
+  direction      int, the velocity direction in NUM_DIRECTIONS bins (video only)
   position_cell  int, the 3x3 grid cell of the initial centre
   position       float32 [2], the initial centre (x, y) in [0, 1]
   velocity       float32 [2], pixels per frame (video only)
@@ -83,18 +85,26 @@ class _Scene:
     background: np.ndarray  # float32 [H, W, 3]
 
 
-def _sample_scene(rng: np.random.Generator, size: int, moving: bool) -> _Scene:
+def _sample_scene(rng: np.random.Generator, size: int, num_frames: int) -> _Scene:
+    """A random scene; with num_frames > 1 its object moves and stays inside the frame."""
     shape = int(rng.integers(len(SHAPES)))
     color = int(rng.integers(len(COLORS)))
     radius = float(rng.uniform(0.15, 0.25) * size)
-    start = rng.uniform(radius, size - radius, size=2)
     direction, velocity = 0, np.zeros(2)
-    if moving:
+    if num_frames > 1:
         # Angle uniform; the label is its nearest of NUM_DIRECTIONS bins.
         angle = rng.uniform(0, 2 * np.pi)
         direction = int(np.round(angle / (2 * np.pi / NUM_DIRECTIONS))) % NUM_DIRECTIONS
         speed = rng.uniform(0.03, 0.06) * size
+        # At most 90% of the free span in the clip, so the path fits on both axes.
+        max_speed = 0.9 * (size - 2 * radius) / (num_frames - 1)
+        speed = min(speed, max_speed)
         velocity = speed * np.array([np.cos(angle), np.sin(angle)])
+    travel = velocity * max(num_frames - 1, 0)
+    # Start where the whole path [start, start + travel] stays within [radius, size - radius].
+    lo = radius + np.maximum(-travel, 0.0)
+    hi = size - radius - np.maximum(travel, 0.0)
+    start = lo + rng.uniform(0.0, 1.0, size=2) * (hi - lo)
     # Smooth background: a dark base colour plus a linear gradient in a random direction.
     base = rng.uniform(10, 60, size=3)
     g_angle = rng.uniform(0, 2 * np.pi)
@@ -132,7 +142,7 @@ def _labels(scene: _Scene, size: int, moving: bool) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class MovingShapesVideo:
-    """Video of one shape moving at constant velocity and bouncing off the edges.
+    """Video of one shape moving at constant velocity, its path inside the frame.
 
     Each item: {"pixels": uint8 [num_frames, size, size, 3], "labels": {...}} (module docstring).
     """
@@ -156,7 +166,7 @@ class MovingShapesVideo:
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
-        scene = _sample_scene(rng, self.size, moving=True)
+        scene = _sample_scene(rng, self.size, self.num_frames)
         t = np.arange(self.num_frames, dtype=np.float64)[:, None]
         free = scene.start[None] + t * scene.velocity[None]
         centers = _bounce(free, scene.radius, self.size - scene.radius)
@@ -188,6 +198,6 @@ class ShapesImages:
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
-        scene = _sample_scene(rng, self.size, moving=False)
+        scene = _sample_scene(rng, self.size, 1)
         frame = _render(scene, scene.start[None], self.size)[0]
         return {"pixels": frame, "labels": _labels(scene, self.size, False)}

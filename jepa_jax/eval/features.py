@@ -64,12 +64,14 @@ def vit_features(module: VisionTransformer, last_k_blocks: int = 1) -> FeatureFn
 
 def pixel_features(patch_size: int, tubelet_size: int) -> FeatureFn:
     """The raw-pixel baseline: tokens are the normalised pixel patches (what the encoder's
-    patch embedding sees), pooled is their average."""
+    patch embedding sees, for the attentive probe); "pooled" is every pixel, flattened and *not*
+    averaged [B, N * patch_dim], for the linear probe and kNN. Averaging patches would throw away
+    where things are and so understate what a linear model reads straight from the pixels."""
 
     def features(params, x):
         del params
         tokens = patchify(x, patch_size, tubelet_size)
-        return tokens, tokens.mean(axis=1)
+        return tokens, tokens.reshape(tokens.shape[0], -1)
 
     return features
 

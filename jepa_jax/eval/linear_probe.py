@@ -1,11 +1,14 @@
 """Frozen-feature linear probe: pooled encoder features -> multinomial logistic regression.
 
 Features are standardised with the training set's per-dimension mean and std (BatchNorm-style
-normalisation without affine, with the statistics frozen as at BatchNorm's inference time). The
-L2 strength is chosen on a held-out fifth of the probe's training set (never on the test set);
-all candidate strengths train in parallel in one jitted, vmapped loop. With several views per
-example (clips x crops), every training view is a sample and the test class probabilities are
-averaged over each example's views.
+normalisation without affine, with the statistics frozen as at BatchNorm's inference time).
+Features wider than the training set (raw pixels, flattened tokens) are first projected onto
+the span of the training samples: an L2-regularised linear model's weights always lie in that
+span, so the fit is the same, at the cost of an N-dimensional problem instead of a
+D-dimensional one. The L2 strength is chosen on a held-out fifth of the probe's training set
+(never on the test set); all candidate strengths train in parallel in one jitted, vmapped loop.
+With several views per example (clips x crops), every training view is a sample and the test
+class probabilities are averaged over each example's views.
 """
 
 from __future__ import annotations
@@ -54,37 +57,84 @@ def _mean_pooled(apply_fn: Callable) -> Callable:
     return lambda p, x: apply_fn(p, x).astype(jnp.float32).mean(axis=1)
 
 
-def _train_logreg(x, y, num_classes, l2s, steps, lr):
-    """Full-batch (Adam) logistic regression for each L2 strength in parallel.
+def prepare_features(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised features as [N, V, D] (train statistics), projected onto the span of the
+    training rows when wider than their count (module docstring)."""
+    train_x, test_x = _as_views(train_x), _as_views(test_x)
+    if train_x.shape[-1] != test_x.shape[-1]:
+        raise ValueError(
+            f"feature widths differ: train {train_x.shape[-1]} vs test {test_x.shape[-1]}"
+        )
+    flat = train_x.reshape(-1, train_x.shape[-1])
+    mean, std = flat.mean(0), flat.std(0) + 1e-6
+    train_x = ((train_x - mean) / std).astype(np.float32)
+    test_x = ((test_x - mean) / std).astype(np.float32)
+    if train_x.shape[-1] > len(flat):
+        train_x, test_x = project_to_sample_span(train_x, test_x)
+    return train_x, test_x
 
-    x: [N, D] standardised; y: int [N]; l2s: [P]. Returns (w [P, D, C], b [P, C]).
+
+def project_to_sample_span(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Coordinates in the span of the training rows: x -> x V, with V [D, R] the orthonormal
+    right singular vectors of the training matrix (R <= number of rows).
+
+    For w = V a, x.w = (x V).a and |w|^2 = |a|^2, so an L2-regularised linear model on the
+    projected features is exactly the model on the originals (its optimum lies in that span).
     """
-    d = x.shape[1]
-    onehot = jax.nn.one_hot(y, num_classes)
+    flat = train_x.reshape(-1, train_x.shape[-1]).astype(np.float32)
+    # The right singular vectors from the small [R, R] Gram matrix's eigenvectors (R rows << D
+    # columns): V = X^T U / s. float64 there keeps the small singular values accurate.
+    gram = (flat @ flat.T).astype(np.float64)
+    eig, u = np.linalg.eigh(gram)
+    order = np.argsort(eig)[::-1]
+    eig, u = np.clip(eig[order], 0.0, None), u[:, order]
+    s = np.sqrt(eig)
+    keep = s > s[0] * 1e-6 if len(s) and s[0] > 0 else s > 0
+    vt = ((flat.T.astype(np.float64) @ u[:, keep]) / s[keep]).T
+    v = vt.T.astype(np.float32)  # [D, R], orthonormal columns
+    return (train_x @ v).astype(np.float32), (test_x @ v).astype(np.float32)
+
+
+def _train_logreg(x, y, class_mask, l2s, row_weights, steps, lr):
+    """Full-batch (Adam) logistic regression, one model per (L2 strength, row weighting), all
+    in parallel.
+
+    x: [N, D] standardised; y: int [N]; class_mask: [C] 1 for real classes, 0 for padding (the
+    class axis is padded so that labels with different class counts share one compilation);
+    l2s: [P]; row_weights: [P, N] (0 leaves a row out). Returns (w [P, D, C], b [P, C]).
+    """
+    d, c = x.shape[1], class_mask.shape[0]
+    onehot = jax.nn.one_hot(y, c)
+    logit_pad = jnp.where(class_mask > 0, 0.0, -1e9)  # padded classes get no probability
     opt = optax.adam(lr)
 
-    def loss(wb, l2):
+    def loss(wb, l2, weights):
         w, b = wb
-        logits = x @ w + b
-        return optax.softmax_cross_entropy(logits, onehot).mean() + l2 * jnp.sum(w * w)
+        logits = x @ w + b + logit_pad
+        per_row = optax.softmax_cross_entropy(logits, onehot)
+        return jnp.sum(weights * per_row) / jnp.sum(weights) + l2 * jnp.sum(w * w)
 
-    def fit(l2):
-        wb = (jnp.zeros((d, num_classes)), jnp.zeros((num_classes,)))
+    def fit(l2, weights):
+        wb = (jnp.zeros((d, c)), jnp.zeros((c,)))
         state = opt.init(wb)
 
         def body(_, carry):
             wb, state = carry
-            g = jax.grad(loss)(wb, l2)
+            g = jax.grad(loss)(wb, l2, weights)
             updates, state = opt.update(g, state, wb)
             return optax.apply_updates(wb, updates), state
 
         wb, _ = jax.lax.fori_loop(0, steps, body, (wb, state))
-        return wb
+        w, b = wb
+        return w, b + logit_pad
 
-    return jax.vmap(fit)(l2s)
+    return jax.vmap(fit)(l2s, row_weights)
 
 
-_train_logreg_jit = jax.jit(_train_logreg, static_argnames=("num_classes", "steps"))
+_train_logreg_jit = jax.jit(_train_logreg, static_argnames=("steps",))
+# Class axes are padded to a multiple of this: one compilation serves every built-in label (4-9
+# classes) and an image folder of up to 16 classes.
+CLASS_PAD = 16
 
 
 def _accuracy(w, b, x, y) -> np.ndarray:
@@ -107,15 +157,18 @@ def fit_linear_probe(
     test_y: np.ndarray,
     num_classes: int,
     l2s: Sequence[float] = DEFAULT_L2,
-    steps: int = 500,
+    steps: int = 2000,
     lr: float = 0.01,
     seed: int = 0,
+    prepared: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Train a linear classifier on frozen features and report held-out accuracy.
 
     Args:
       train_x, test_x: float [N, D] features, or [N, V, D] with V views per example.
       train_y, test_y: int [N] labels in [0, num_classes).
+      prepared: `prepare_features(train_x, test_x)`, when several labels share the features
+        (the standardisation and projection are then done once); train_x/test_x are ignored.
 
     Returns:
       {"accuracy": test accuracy of the probe retrained on all training features with the L2
@@ -129,31 +182,29 @@ def fit_linear_probe(
             raise ValueError(
                 f"{name} labels span [{y.min()}, {y.max()}] but the probe has {num_classes} classes"
             )
-    train_x, test_x = _as_views(train_x), _as_views(test_x)
-    if train_x.shape[-1] != test_x.shape[-1]:
-        raise ValueError(
-            f"feature widths differ: train {train_x.shape[-1]} vs test {test_x.shape[-1]}"
-        )
-    flat = train_x.reshape(-1, train_x.shape[-1])
-    mean, std = flat.mean(0), flat.std(0) + 1e-6
-    train_x = (train_x - mean) / std
-    test_x = (test_x - mean) / std
+    if prepared is None:
+        prepared = prepare_features(train_x, test_x)
+    train_x, test_x = prepared
     perm = np.random.default_rng(seed).permutation(len(train_x))
     n_val = max(1, len(train_x) // 5)
-    val_idx, fit_idx = perm[:n_val], perm[n_val:]
+    val_idx = perm[:n_val]
+    n, views = train_x.shape[:2]
+    # The L2 grid trains on the rows outside the held-out fifth, then the chosen strength
+    # retrains on every row; row weights select, so both calls (and every label) share shapes.
+    held_out = np.zeros(n, np.float32)
+    held_out[val_idx] = 1.0
+    fit_rows = jnp.asarray(np.repeat(1.0 - held_out, views))
+    padded = -(-num_classes // CLASS_PAD) * CLASS_PAD
+    class_mask = jnp.asarray(np.arange(padded) < num_classes, jnp.float32)
+    x = jnp.asarray(train_x.reshape(n * views, -1))
+    y = jnp.asarray(np.repeat(train_y, views))
+    grid_weights = jnp.broadcast_to(fit_rows, (len(l2s), n * views))
     l2_arr = jnp.asarray(l2s, jnp.float32)
-
-    def samples(idx):  # every view of the chosen examples is a training sample
-        x = train_x[idx]
-        return jnp.asarray(x.reshape(-1, x.shape[-1])), jnp.asarray(
-            np.repeat(train_y[idx], x.shape[1])
-        )
-
-    w, b = _train_logreg_jit(*samples(fit_idx), num_classes, l2_arr, steps, lr)
+    w, b = _train_logreg_jit(x, y, class_mask, l2_arr, grid_weights, steps, lr)
     val_acc = _accuracy(w, b, jnp.asarray(train_x[val_idx]), jnp.asarray(train_y[val_idx]))
     best = int(np.argmax(val_acc))
-    all_idx = np.arange(len(train_x))
-    w, b = _train_logreg_jit(*samples(all_idx), num_classes, l2_arr[best : best + 1], steps, lr)
+    all_rows = jnp.ones((1, n * views), jnp.float32)
+    w, b = _train_logreg_jit(x, y, class_mask, l2_arr[best : best + 1], all_rows, steps, lr)
     test_acc = _accuracy(w, b, jnp.asarray(test_x), jnp.asarray(test_y))[0]
     return {
         "accuracy": float(test_acc),

@@ -1,9 +1,13 @@
-"""End-of-pretraining check: linear probe of the trained vs a randomly initialised encoder.
+"""End-of-pretraining check: linear probe of the trained encoder against honest baselines.
 
-Fits the same linear probe on frozen, average-pooled target-encoder features of the built-in
-dataset's latent labels for (a) the trained EMA encoder and (b) a freshly initialised one, and
-writes {"trained", "random_init", "task", ...} (for the headline `config.probe.task`) plus
-"tasks" (the same for every label the dataset carries) to <workdir>/probe_results.json.
+Fits the same linear probe, for every class label of the training data (the built-in sets'
+latent labels, an image folder's class, Moving MNIST's digits), on (a) frozen,
+average-pooled features of the trained EMA encoder, (b) those of a freshly initialised encoder,
+and (c) the raw pixels, flattened and *not* pooled (what a linear model reads without any
+encoder). Prints one table (chance | pixels | random init | trained) in which a trained encoder
+that does not beat both baselines is marked, and writes {"trained", "random_init", "pixels",
+"task", ...} (for the headline `config.probe.task`) plus "tasks" (every label) to
+<workdir>/probe_results.json.
 """
 
 from __future__ import annotations
@@ -14,16 +18,57 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh
 
-from jepa_jax.data import pipeline
-from jepa_jax.data.synthetic import LABEL_CLASSES
+from jepa_jax.data import labels, pipeline
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.linear_probe import fit_linear_probe, pooled_features
 from jepa_jax.train.state import init_encoder_params
 
 RESULTS_FILE = "probe_results.json"
+
+
+def probe_table(per_task: Mapping[str, Mapping[str, float]], headline: str) -> list[str]:
+    """Lines of the accuracy table: label | chance | pixels | random init | trained, with a mark
+    where the trained encoder does not beat both baselines."""
+    lines = [
+        "linear probe test accuracy (pixels: every pixel, unpooled; encoders: pooled tokens):",
+        f"  {'label':<14} {'chance':>7} {'pixels':>7} {'random init':>12} {'trained':>8}",
+    ]
+    for t, r in per_task.items():
+        notes = []
+        best_baseline = max(r["pixels"], r["random_init"])
+        if r["trained"] <= best_baseline:
+            loser = "pixels" if r["pixels"] >= r["random_init"] else "random init"
+            notes.append(f"<- trained does not beat {loser}")
+        if t == headline:
+            notes.append("(config.probe.task)")
+        lines.append(
+            f"  {t:<14} {r['chance']:>7.3f} {r['pixels']:>7.3f} {r['random_init']:>12.3f} "
+            f"{r['trained']:>8.3f}   {' '.join(notes)}".rstrip()
+        )
+    return lines
+
+
+def check_probe_task(task: str, example_labels: Mapping[str, Any], source: str) -> list[str]:
+    """The class labels of a source (stacked labels of a few examples); ConfigError if `task`
+    is not one of them. Called before training too, so a bad task fails in seconds."""
+    tasks = labels.class_labels(example_labels)
+    if task not in tasks:
+        raise ConfigError(
+            f"config.probe.task={task!r} is not a class label of data source {source!r}; its "
+            f"class labels are {tasks} (or set config.probe.enabled=False)"
+        )
+    return tasks
+
+
+def precheck_probe(config: Mapping[str, Any]) -> None:
+    """Before training: the end-of-training probe's task must be a class label of the data."""
+    if config.probe.enabled:
+        _, example_labels = pipeline.labelled_arrays(config.data, "train", 2)
+        check_probe_task(config.probe.task, example_labels, config.data.name)
 
 
 def run_pretrain_probe(
@@ -37,18 +82,11 @@ def run_pretrain_probe(
     """Probe `trained_params` and a random init on `config.probe.task`; returns the results."""
     probe = config.probe
     task = probe.task
-    if task not in LABEL_CLASSES:
-        raise ConfigError(
-            f"config.probe.task={task!r} is not a built-in label; expected one of "
-            f"{sorted(LABEL_CLASSES)}"
-        )
-    num_classes = LABEL_CLASSES[task]
     train_px, train_labels = pipeline.labelled_arrays(config.data, "train", int(probe.num_train))
     test_px, test_labels = pipeline.labelled_arrays(config.data, "test", int(probe.num_test))
-    if task not in train_labels:
-        raise ConfigError(
-            f"config.probe.task={task!r} is not a label of data source {config.data.name!r}"
-        )
+    tasks = check_probe_task(task, train_labels, config.data.name)
+    classes = {t: labels.num_classes(t, train_labels[t], test_labels[t]) for t in tasks}
+    num_classes = classes[task]
 
     def apply_fn(params, x):
         return encoder.apply({"params": params}, x)
@@ -60,33 +98,43 @@ def run_pretrain_probe(
         )
     )
     # Features are extracted once per encoder; a linear fit per label is cheap next to that.
-    tasks = [t for t in LABEL_CLASSES if t in train_labels]
-    per_task: dict[str, dict[str, Any]] = {t: {"chance": 1.0 / LABEL_CLASSES[t]} for t in tasks}
+    per_task: dict[str, dict[str, Any]] = {t: {"chance": 1.0 / classes[t]} for t in tasks}
     results: dict[str, Any] = {"task": task, "num_classes": num_classes}
-    for name, params in (("trained", trained_params), ("random_init", random_params)):
-        log(f"probe: extracting {name} features ({len(train_px)} train / {len(test_px)} test)")
-        with jax.set_mesh(mesh):
-            f_train = pooled_features(apply_fn, params, train_px, int(probe.batch_size), mesh)
-            f_test = pooled_features(apply_fn, params, test_px, int(probe.batch_size), mesh)
+
+    def encoder_features(params):
+        def extract():
+            with jax.set_mesh(mesh):
+                return tuple(
+                    pooled_features(apply_fn, params, px, int(probe.batch_size), mesh)
+                    for px in (train_px, test_px)
+                )
+
+        return extract
+
+    def pixel_features():  # every pixel as a feature, unpooled
+        return tuple(px.reshape(len(px), -1).astype(np.float32) for px in (train_px, test_px))
+
+    for name, features in (
+        ("trained", encoder_features(trained_params)),
+        ("random_init", encoder_features(random_params)),
+        ("pixels", pixel_features),
+    ):
+        log(f"probe: {name} features ({len(train_px)} train / {len(test_px)} test)")
+        f_train, f_test = features()
         for t in tasks:
-            fit = fit_linear_probe(
-                f_train, train_labels[t], f_test, test_labels[t], LABEL_CLASSES[t]
-            )
+            fit = fit_linear_probe(f_train, train_labels[t], f_test, test_labels[t], classes[t])
             per_task[t][name] = fit["accuracy"]
             if t == task:
                 results[name] = fit["accuracy"]
                 results[f"{name}_detail"] = fit
     results["chance"] = 1.0 / num_classes
     results["tasks"] = per_task
-    log("linear probe test accuracy:")
-    log(f"  {'label':<14} {'trained':>8} {'random init':>12} {'chance':>7}")
-    for t in tasks:
-        r = per_task[t]
-        mark = "   <- config.probe.task" if t == task else ""
-        log(f"  {t:<14} {r['trained']:>8.3f} {r['random_init']:>12.3f} {r['chance']:>7.3f}{mark}")
+    for line in probe_table(per_task, task):
+        log(line)
     log(
         f"linear probe on '{task}' ({num_classes} classes, chance {results['chance']:.3f}): "
-        f"trained {results['trained']:.3f} | random init {results['random_init']:.3f}"
+        f"trained {results['trained']:.3f} | random init {results['random_init']:.3f} | "
+        f"pixels {results['pixels']:.3f}"
     )
     if jax.process_index() == 0:
         path = os.path.join(workdir, RESULTS_FILE)

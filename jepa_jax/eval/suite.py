@@ -22,11 +22,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from flax import linen as nn
 
 from jepa_jax.data import pipeline
-from jepa_jax.data.synthetic import LABEL_CLASSES
+from jepa_jax.data.labels import KNOWN_CLASSES
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.attentive_probe import fit_attentive_probe
 from jepa_jax.eval.features import (
@@ -45,6 +46,7 @@ from jepa_jax.rundir import write_json_atomic
 from jepa_jax.sharding import create_mesh, replicated
 
 RESULTS_FILE = "eval_results.json"
+CURVE_FILE = "learning_curve.json"
 PROBES = ("linear", "attentive", "knn")
 BASELINES = ("random_init", "pixels")
 
@@ -110,7 +112,7 @@ def task_and_classes(probe: Mapping[str, Any], labels: Mapping[str, np.ndarray],
         )
     declared = probe.num_classes
     if declared is None:
-        declared = LABEL_CLASSES.get(task)
+        declared = KNOWN_CLASSES.get(task)
     num_classes = int(declared) if declared is not None else int(y.max()) + 1
     if y.min() < 0 or y.max() >= num_classes:
         raise ConfigError(
@@ -293,6 +295,61 @@ def run_eval(
     write_results(workdir, results, int(source.get("step") or 0))
     log(f"eval: wrote {os.path.join(workdir, RESULTS_FILE)} in {results['seconds']}s")
     return results
+
+
+def run_learning_curve(
+    config: Mapping[str, Any],
+    checkpoint: str,
+    workdir: str,
+    steps: list[int] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Probe a training run's target encoder at several checkpoints: accuracy vs step.
+
+    The baselines (config.probe.baselines) do not change with the step, so they are probed once,
+    with the first step. Each step's results also go to TensorBoard at that step.
+
+    Args:
+      checkpoint: a training workdir.
+      steps: checkpoint steps to probe (default: every committed one; the run keeps the last
+        `keep_checkpoints`).
+
+    Returns:
+      The curve written to <workdir>/learning_curve.json: {"task", "chance", "steps",
+      "trained": {probe: [accuracy per step]}, "baselines": {encoder: {probe: accuracy}}}.
+    """
+    from jepa_jax.export.checkpoints import committed_steps
+
+    available = committed_steps(checkpoint)
+    if not available:
+        raise ConfigError(f"{checkpoint!r} holds no committed checkpoint to draw a curve from")
+    missing = sorted(set(steps or []) - set(available))
+    if missing:
+        raise ConfigError(f"no checkpoint at steps {missing} in {checkpoint!r}; kept: {available}")
+    steps = sorted(steps or available)
+    curve: dict[str, Any] = {"steps": steps, "trained": {}, "baselines": {}}
+    for i, step in enumerate(steps):
+        step_config = ml_collections.ConfigDict(config.to_dict())
+        if i > 0:
+            step_config.probe.baselines = ()
+        log(f"learning curve: step {step} ({i + 1}/{len(steps)})")
+        results = run_eval(step_config, checkpoint, workdir, step, log)
+        curve.update(task=results["task"], chance=results["chance"])
+        for encoder, per_probe in results["encoders"].items():
+            for probe_name, r in per_probe.items():
+                if encoder == "trained":
+                    curve["trained"].setdefault(probe_name, []).append(r["accuracy"])
+                else:
+                    curve["baselines"].setdefault(encoder, {})[probe_name] = r["accuracy"]
+    if jax.process_index() == 0:
+        write_json_atomic(os.path.join(workdir, CURVE_FILE), curve)
+    log(f"learning curve: wrote {os.path.join(workdir, CURVE_FILE)}")
+    for probe_name, accs in curve["trained"].items():
+        log(
+            f"  {probe_name}: "
+            + "  ".join(f"{s}:{a:.3f}" for s, a in zip(steps, accs, strict=True))
+        )
+    return curve
 
 
 def write_results(workdir: str, results: Mapping[str, Any], step: int) -> None:

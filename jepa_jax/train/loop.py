@@ -17,7 +17,7 @@ from absl import logging
 
 from jepa_jax import config_lib, rundir
 from jepa_jax.checkpoint import Checkpointer
-from jepa_jax.eval.pretrain_probe import run_pretrain_probe
+from jepa_jax.eval.pretrain_probe import precheck_probe, run_pretrain_probe
 from jepa_jax.hardware import compiled_flops, peak_tflops_per_device
 from jepa_jax.sharding import make_global_batch
 from jepa_jax.train.data_stats import DataStats
@@ -61,6 +61,7 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
     trainer = build_trainer(config)
     mesh, total_steps = trainer.mesh, int(config.total_steps)
     abstract = trainer.abstract_state()  # checks that the mesh divides the model
+    precheck_probe(config)  # a probe task the data lacks fails now, not after training
     data_iter = iter(trainer.train_dataset())
     # Only now, with the config known to work, touch the workdir.
     os.makedirs(workdir, exist_ok=True)

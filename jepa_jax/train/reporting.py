@@ -80,11 +80,13 @@ class Reporter:
             self.jsonl = open(self.jsonl_path, "a")
         self._last_step: int | None = None
         self._last_time: float | None = None
+        self.first_row: dict | None = None  # a resumed run's first logged row (resume_at)
         self.performance: StepPerformance | None = None
 
     def resume_at(self, step: int) -> None:
         """Drop metrics.jsonl rows after `step`, the checkpoint a resumed run restarts from: a
         run killed after its last checkpoint logged steps that the resumed run logs again."""
+        self.first_row = None
         if self.jsonl is None:
             return
         self.jsonl.close()
@@ -96,6 +98,7 @@ class Reporter:
                         kept.append(line if line.endswith("\n") else line + "\n")
                 except (ValueError, KeyError, TypeError):  # a line cut short by a kill
                     continue
+        self.first_row = json.loads(kept[0]) if kept else None
         tmp = f"{self.jsonl_path}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:
             f.writelines(kept)
@@ -114,6 +117,11 @@ class Reporter:
     def print(self, text: str) -> None:
         if self.is_main:
             print(text, file=self.stream, flush=True)
+
+    def warn(self, text: str) -> None:
+        """A warning the user must see: one line on stderr (process 0 only)."""
+        if self.is_main:
+            print(f"jepa-jax: warning: {text}", file=sys.stderr, flush=True)
 
     def report(self, step: int, metrics: Mapping[str, float]) -> dict[str, float]:
         """Record `metrics` (host floats) at `step`; returns them with the rate fields added."""
@@ -154,10 +162,13 @@ class Reporter:
         return " | ".join(parts + self.fault_parts(s))
 
     def fault_parts(self, s: Mapping[str, float]) -> list[str]:
-        """Notes on faults the run survived, for the end of the progress line."""
+        """Notes on faults, for the end of the progress line."""
+        parts = []
+        if s.get("collapse"):  # train.runner's collapse guard
+            parts.append("COLLAPSE: rank below the collapse threshold")
         if s.get("skipped_steps"):  # config.nan_policy="skip_step"
-            return [f"skipped {int(s['skipped_steps'])} non-finite steps"]
-        return []
+            parts.append(f"skipped {int(s['skipped_steps'])} non-finite steps")
+        return parts
 
     def rate_parts(self, step: int, s: Mapping[str, float]) -> list[str]:
         """The progress line's tail: steps/s, items/s, MFU (when known) and ETA; empty before

@@ -8,6 +8,8 @@ faults that must not cost a run:
   before every save), then stops with one line (`config.nan_policy="stop"`) or counts the
   skipped step ("skip_step", stopping after MAX_CONSECUTIVE_SKIPS in a row). A checkpoint is
   saved only after its step's flag was read, so no checkpoint holds a diverged state.
+- collapse: the effective rank of the target features is watched at logged steps
+  (`CollapseGuard`): a warning, a "collapse" metric, and optionally a stop.
 - failed saves (disk full, permissions): checked at every step, reported as one line naming the
   step, the error, the free space and the last committed checkpoint.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.config_lib import NAN_POLICIES
@@ -41,6 +44,49 @@ def host_metrics(metrics: dict) -> dict[str, float]:
     out = {k: float(v) for k, v in fetched.items()}
     out.update(monitors_from_stats(stats))
     return out
+
+
+class CollapseGuard:
+    """Flags representation collapse: the effective rank of the target features falling below
+    `fraction` x the run's first logged rank (RankMe at initialisation is the reference: a
+    healthy run keeps or raises it, a collapsing one drives it towards 1)."""
+
+    def __init__(self, fraction: float, stop: bool, first_row: Mapping[str, Any] | None):
+        self.fraction = fraction
+        self.stop = stop
+        self.initial = None if first_row is None else first_row.get("effective_rank")
+        self.warned = False
+
+    def check(self, step: int, metrics: dict[str, float], reporter: Reporter, ckpt) -> None:
+        """Add metrics["collapse"] (0/1); warn the first time; RunError if asked to stop."""
+        rank = metrics.get("effective_rank", float("nan"))
+        if self.fraction <= 0 or not np.isfinite(rank):
+            return
+        if self.initial is None:
+            self.initial = rank
+        collapsed = rank < self.fraction * self.initial
+        metrics["collapse"] = float(collapsed)
+        if not collapsed:
+            return
+        what = (
+            f"representation collapse at step {step}: effective rank {rank:.1f} is below "
+            f"{self.fraction:g} x its initial {self.initial:.1f} (loss "
+            f"{metrics.get('loss', float('nan')):.4g}, feat_std "
+            f"{metrics.get('feature_std', float('nan')):.3g})"
+        )
+        if self.stop:
+            latest = ckpt.latest_step()
+            raise RunError(
+                f"{what}; stopped (config.stop_on_collapse). Last checkpoint: "
+                + (f"step {latest}" if latest is not None else "none")
+                + ". See the README section 'My run collapsed'"
+            )
+        if not self.warned:
+            self.warned = True
+            reporter.warn(
+                f"{what}; see the README section 'My run collapsed' "
+                f"(config.stop_on_collapse=True stops such runs)"
+            )
 
 
 @dataclasses.dataclass
@@ -128,6 +174,11 @@ def run_steps(
     """
     total_steps, log_every = int(config.total_steps), int(config.log_every)
     guard = _NonFiniteGuard(str(config.get("nan_policy", "stop")), ckpt)
+    collapse = CollapseGuard(
+        float(config.get("collapse_rank_fraction", 0.0)),
+        bool(config.get("stop_on_collapse", False)),
+        reporter.first_row,
+    )
     metrics_host: dict[str, float] = {}
     interrupted = False
     t_start = time.perf_counter()
@@ -146,6 +197,7 @@ def run_steps(
                     metrics_host |= extra_scalars()
                 if guard.skipped:
                     metrics_host["skipped_steps"] = float(guard.skipped)
+                collapse.check(done, metrics_host, reporter, ckpt)
                 if first:
                     reporter.print(
                         f"compiled and ran the first step in "
