@@ -1,9 +1,10 @@
 """Probes of a moving-shapes encoder (the default job's) on the built-in labels.
 
-Linear, attentive (V-JEPA probe, a 5 x 4 grid of learning rates x weight decays) and kNN probes
+Linear, attentive (V-JEPA probe, a 7 x 4 grid of learning rates x weight decays) and kNN probes
 on labelled train clips, scored on test clips, for the checkpoint's encoder and, as baselines, a
-random-init encoder and raw pixels. The data section, the default task and the example counts
-are configs/default.py's (read from that file, so the two stay in step). Arguments
+random-init encoder and raw pixels (unpooled for linear and kNN). The data section, the default
+task and the example counts are configs/default.py's (read from that file, so the two stay in
+step). Arguments
 (`:key=value,...`):
 
   task=            the label to predict (shape, color, direction, position_cell); default: the
