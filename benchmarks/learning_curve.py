@@ -16,7 +16,13 @@ import argparse
 import json
 import sys
 
-COLORS = {"linear": "tab:blue", "attentive": "tab:orange", "knn": "tab:green"}
+COLORS = {
+    "linear": "tab:blue",
+    "attentive": "tab:orange",
+    "knn": "tab:green",
+    "linear_flat": "tab:purple",
+    "knn_flat": "tab:brown",
+}
 
 
 def plot(curve: dict, out: str, title: str | None = None) -> None:

@@ -334,6 +334,10 @@ def base_config() -> ml_collections.ConfigDict:
                 val_fraction=0.2,  # held out of the train examples to pick (lr, wd)
             ),
             knn=dict(k=20, temperature=0.07),  # cosine kNN; votes weighted exp(sim/temperature)
+            # Also linear / kNN on all tokens flattened (unpooled), reported as linear_flat /
+            # knn_flat, when tokens x width is at most this (0: off). Pooling discards where
+            # things are; this is the fair comparison with the unpooled pixel baseline.
+            flat_tokens_max_dim=65536,
         )
     )
 

@@ -166,10 +166,19 @@ def test_eval_runs_every_probe_and_writes_results(export_dir, tmp_path):
     assert on_disk["encoders"].keys() == {"trained", "pixels"}
     assert on_disk["task"] == "color" and on_disk["num_classes"] == 6
     assert on_disk["checkpoint"]["kind"] == "export" and on_disk["checkpoint"]["step"] == 7
-    for per_probe in results["encoders"].values():
-        assert per_probe.keys() == {"linear", "attentive", "knn"}
+    # The encoder is also probed on its flattened tokens (unpooled, like the pixel baseline,
+    # whose pooled features already are its flattened patches).
+    expected = {
+        "trained": {"linear", "attentive", "knn", "linear_flat", "knn_flat"},
+        "pixels": {"linear", "attentive", "knn"},
+    }
+    for name, per_probe in results["encoders"].items():
+        assert per_probe.keys() == expected[name], name
         assert all(0.0 <= r["accuracy"] <= 1.0 for r in per_probe.values())
         assert len(per_probe["attentive"]["grid"]) == 2
+    config.probe.flat_tokens_max_dim = 0  # off
+    off = run_eval(config, export_dir, str(tmp_path / "off"), log=lambda s: None)
+    assert "linear_flat" not in off["encoders"]["trained"]
     # The shape's colour survives even a random encoder: a probe that pairs the labels with the
     # features of the right examples finds it well above chance (1/6).
     assert results["encoders"]["trained"]["linear"]["accuracy"] > 2.0 / 6
@@ -328,7 +337,8 @@ def test_learning_curve_probes_every_checkpoint_and_draws_a_png(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     curve = json.loads((tmp_path / "curve" / "learning_curve.json").read_text())
     assert curve["steps"] == [2, 4] and curve["task"] == "color"
-    assert {k: len(v) for k, v in curve["trained"].items()} == {"linear": 2, "knn": 2}
+    per_probe = {k: len(v) for k, v in curve["trained"].items()}
+    assert per_probe == {"linear": 2, "knn": 2, "linear_flat": 2, "knn_flat": 2}
     assert set(curve["baselines"]) == {"random_init", "pixels"}  # probed once
     png = tmp_path / "curve.png"
     plot = subprocess.run(

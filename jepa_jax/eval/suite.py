@@ -7,6 +7,8 @@ frozen features once per encoder, and runs the configured probes on them:
   linear     logistic regression on pooled features (eval/linear_probe.py)
   attentive  V-JEPA / V-JEPA 2 attentive probe grid (eval/attentive_probe.py)
   knn        cosine kNN (eval/knn.py)
+  linear_flat, knn_flat   the same on every token's features, flattened (not pooled), for
+             encoders whose tokens x width <= config.probe.flat_tokens_max_dim
 
 on the checkpoint's encoder ("trained") and on each of `config.probe.baselines`: "random_init"
 (the same architecture, freshly initialised) and "pixels" (the raw pixel patches). Results go to
@@ -153,39 +155,61 @@ def run_probes(
 ) -> dict[str, Any]:
     """Every configured probe on one encoder's frozen features; {probe: result dict}."""
     probes = tuple(probe.probes)
+    # Flattened tokens keep *where* things are, which pooling averages away; raw pixels' pooled
+    # features are already their flattened patches.
+    flat_limit = int(probe.get("flat_tokens_max_dim", 0))
+    want_flat = bool(
+        flat_limit > 0 and encoder.name != "pixels" and {"linear", "knn"} & set(probes)
+    )
     feats = {}
     for split, (views, _) in data.items():
         n, v = views.shape[:2]
         log(f"{encoder.name}: extracting {split} features ({n} examples x {v} views)")
         feats[split] = extract_view_features(
-            encoder, views, int(probe.batch_size), mesh, "attentive" in probes, log
+            encoder, views, int(probe.batch_size), mesh, "attentive" in probes or want_flat, log
         )
+    token_dim = int(np.prod(feats["train"][0].shape[2:])) if want_flat else 0
+    want_flat = want_flat and token_dim <= flat_limit
     (train_tokens, train_pooled), (test_tokens, test_pooled) = feats["train"], feats["test"]
     train_y, test_y = data["train"][1], data["test"][1]
     results: dict[str, Any] = {}
-    if "linear" in probes:
-        lin = probe.linear
-        results["linear"] = fit_linear_probe(
-            train_pooled,
-            train_y,
-            test_pooled,
-            test_y,
-            num_classes,
-            l2s=tuple(lin.l2),
-            steps=int(lin.steps),
-            lr=float(lin.lr),
-            seed=seed,
-        )
-        results["linear"]["last_k_blocks"] = int(lin.last_k_blocks)
-    if "knn" in probes:
-        results["knn"] = knn_accuracy(
-            train_pooled,
-            train_y,
-            test_pooled,
-            test_y,
-            num_classes,
-            k=int(probe.knn.k),
-            temperature=float(probe.knn.temperature),
+
+    def linear_and_knn(train_x, test_x, suffix: str) -> None:
+        if "linear" in probes:
+            lin = probe.linear
+            results["linear" + suffix] = fit_linear_probe(
+                train_x,
+                train_y,
+                test_x,
+                test_y,
+                num_classes,
+                l2s=tuple(lin.l2),
+                steps=int(lin.steps),
+                lr=float(lin.lr),
+                seed=seed,
+            )
+            if not suffix:  # pooled features: the last k blocks' averages
+                results["linear"]["last_k_blocks"] = int(lin.last_k_blocks)
+        if "knn" in probes:
+            results["knn" + suffix] = knn_accuracy(
+                train_x,
+                train_y,
+                test_x,
+                test_y,
+                num_classes,
+                k=int(probe.knn.k),
+                temperature=float(probe.knn.temperature),
+            )
+
+    linear_and_knn(train_pooled, test_pooled, "")
+    if want_flat:
+        log(f"{encoder.name}: linear / kNN on flattened tokens ({token_dim} dims)")
+        linear_and_knn(
+            *(
+                t.reshape(t.shape[:2] + (-1,)).astype(np.float32)
+                for t in (train_tokens, test_tokens)
+            ),
+            "_flat",
         )
     if "attentive" in probes:
         a = probe.attentive
