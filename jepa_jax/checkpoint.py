@@ -213,11 +213,12 @@ def free_space(path: str) -> str:
         free = shutil.disk_usage(path or ".").free
     except OSError:
         return "unknown space"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if free < 1024 or unit == "TiB":
-            return f"{free:.1f} {unit}" if unit != "B" else f"{free} B"
+    if free < 1024:
+        return f"{free} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         free /= 1024
-    return "?"
+        if free < 1024 or unit == "TiB":
+            return f"{free:.1f} {unit}"
 
 
 def remove_uncommitted(directory: str, settle_seconds: float = 0.5, limit_seconds: float = 10.0):

@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 
 from jepa_jax.data import labels, pipeline
 from jepa_jax.errors import ConfigError
-from jepa_jax.eval.linear_probe import fit_linear_probe, pooled_features
+from jepa_jax.eval.linear_probe import fit_linear_probe, pooled_features, prepare_features
 from jepa_jax.train.state import init_encoder_params
 
 RESULTS_FILE = "probe_results.json"
@@ -120,9 +120,19 @@ def run_pretrain_probe(
         ("pixels", pixel_features),
     ):
         log(f"probe: {name} features ({len(train_px)} train / {len(test_px)} test)")
-        f_train, f_test = features()
+        prepared = prepare_features(*features())  # standardised (and projected) once per set
         for t in tasks:
-            fit = fit_linear_probe(f_train, train_labels[t], f_test, test_labels[t], classes[t])
+            fit = fit_linear_probe(
+                None,
+                train_labels[t],
+                None,
+                test_labels[t],
+                classes[t],
+                l2s=tuple(probe.linear.l2),
+                steps=int(probe.linear.steps),
+                lr=float(probe.linear.lr),
+                prepared=prepared,
+            )
             per_task[t][name] = fit["accuracy"]
             if t == task:
                 results[name] = fit["accuracy"]
