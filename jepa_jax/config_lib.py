@@ -15,7 +15,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import ConfigError, need
 
 MESH_AXES = ("data", "fsdp", "tensor")
 METHODS = ("jepa", "world_model")  # config.method: the training loop `jepa-jax train` runs
@@ -96,6 +96,7 @@ def vjepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
             aspect_ratio=(0.75, 1.5),
             temporal_scale=(1.0, 1.0),
             max_temporal_keep=1.0,
+            full_complement=False,
             num_context=config_dict.placeholder(int),
             num_target=config_dict.placeholder(int),
         )
@@ -187,6 +188,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.image_size = 32
     c.data.num_examples = 100_000
     c.data.seed = 0  # seeds the procedural content of the built-in sets
+    # Richness of the built-in shapes sets' scenes (data/synthetic.py SceneStyle): smaller
+    # distractor objects moving their own ways (clutter, occlusion) and a random texture over
+    # the background. Labels always describe the one large object.
+    c.data.distractors = 0
+    c.data.texture = False
     c.data.num_threads = 2  # grain reader threads (per worker process when num_workers > 0)
     c.data.prefetch = 4  # batches prefetched by grain (per worker process when num_workers > 0)
     # grain worker processes that decode, crop and mask (0: in the training process). Same
@@ -249,7 +255,13 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.mask = vjepa_mask()
 
-    c.loss = ml_collections.ConfigDict(dict(type="l1"))  # l1 | l2 | smooth_l1
+    # type: l1 | l2 | smooth_l1. context_weight > 0 turns on V-JEPA 2.1's dense predictive loss
+    # (train/objective.py): the predictor also predicts the context tokens' target features,
+    # weighted by lambda ramped from 0 to context_weight over the steps context_ramp=(start, end)
+    # (constant when end <= start), optionally 1/sqrt(distance to the nearest target token).
+    c.loss = ml_collections.ConfigDict(
+        dict(type="l1", context_weight=0.0, context_ramp=(0, 0), context_distance_weight=False)
+    )
 
     c.optim = ml_collections.ConfigDict(
         dict(
@@ -430,10 +442,6 @@ NAN_POLICIES = ("stop", "skip_step")
 
 def validate_config(config: Mapping[str, Any], num_devices: int, process_count: int = 1) -> None:
     """Check the values the training loop depends on; raise ConfigError naming the bad key."""
-
-    def need(cond: bool, key: str, value: Any, expected: str) -> None:
-        if not cond:
-            raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}")
 
     need(config.method in METHODS, "method", config.method, f"one of {METHODS}")
     need(int(config.total_steps) >= 1, "total_steps", config.total_steps, "an integer >= 1")

@@ -47,6 +47,14 @@ def register_source(
     INPUT_SHAPES[name] = input_shape
 
 
+def scene_style(d: Mapping[str, Any]) -> synthetic.SceneStyle:
+    """The built-in shapes sets' scene richness from the data config (defaults: a plain scene)."""
+    distractors = int(d.get("distractors", 0))
+    if distractors < 0:
+        raise ConfigError(f"config.data.distractors must be >= 0, got {distractors}")
+    return synthetic.SceneStyle(distractors=distractors, texture=bool(d.get("texture", False)))
+
+
 register_source(
     "moving_shapes",
     lambda d, split: synthetic.MovingShapesVideo(
@@ -55,6 +63,7 @@ register_source(
         size=int(d["image_size"]),
         seed=int(d["seed"]),
         split=split,
+        style=scene_style(d),
     ),
     lambda d: (int(d["num_frames"]), int(d["image_size"]), int(d["image_size"]), 3),
 )
@@ -65,6 +74,7 @@ register_source(
         size=int(d["image_size"]),
         seed=int(d["seed"]),
         split=split,
+        style=scene_style(d),
     ),
     lambda d: (int(d["image_size"]), int(d["image_size"]), 3),
 )

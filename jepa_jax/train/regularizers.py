@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import ConfigError, need_under
 
 REGULARIZERS = ("none", "vicreg", "sigreg")
 
@@ -115,11 +115,10 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
     """The regularizer of `config.regularizer` (None for type "none"); ConfigError if invalid."""
     r = config["regularizer"]
 
+    section = need_under("regularizer")
+
     def need(cond: bool, key: str, expected: str) -> None:
-        if not cond:
-            raise ConfigError(
-                f"config.regularizer.{key}={r[key]!r} is invalid: expected {expected}"
-            )
+        section(cond, key, r[key], expected)
 
     need(r["type"] in REGULARIZERS, "type", f"one of {REGULARIZERS}")
     if r["type"] == "none":

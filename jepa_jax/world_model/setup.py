@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 
 from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import ConfigError, need
 from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
 from jepa_jax.train import optim
@@ -41,10 +41,6 @@ DATA_SEED_OFFSET = 3
 def validate_world_model_config(config: Mapping[str, Any]) -> None:
     """Raise ConfigError for world-model settings that cannot work."""
     wm = config["world_model"]
-
-    def need(cond: bool, key: str, value: Any, expected: str) -> None:
-        if not cond:
-            raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}")
 
     need(int(wm.action_chunk) >= 1, "world_model.action_chunk", wm.action_chunk, "an integer >= 1")
     need(int(wm.num_steps) >= 1, "world_model.num_steps", wm.num_steps, "an integer >= 1")
