@@ -29,6 +29,12 @@ def write_json_atomic(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def run_root(path: str) -> str:
+    """The training workdir of `path`: the workdir itself or its checkpoints/ directory."""
+    path = os.path.abspath(path)
+    return os.path.dirname(path) if os.path.basename(path) == CHECKPOINT_DIR else path
+
+
 def write_config(workdir: str, config: Mapping[str, Any]) -> None:
     """Save the run's config as `<workdir>/config.json` (tuples become lists)."""
     if isinstance(config, ml_collections.ConfigDict):

@@ -42,11 +42,12 @@ def test_train_then_plan_smoke_and_exact_resume(tmp_path):
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
 
-    # Plan with the trained model through the CLI, with the floor and ceilings, saving a GIF.
+    # Plan with the trained model through the CLI, with the floor and ceilings, saving a GIF;
+    # without --config: the run's own config.json.
+    assert os.path.isfile(os.path.join(full, "config.json"))
     gif = str(tmp_path / "episode.gif")
     proc = cli_one_device(
         "plan",
-        f"--config={AC_CONFIG}:runlocal",
         f"--checkpoint={full}",
         "--episodes=2",
         "--baselines",

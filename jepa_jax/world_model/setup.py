@@ -21,6 +21,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from jepa_jax import rundir
 from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
 from jepa_jax.errors import ConfigError, need
@@ -227,11 +228,11 @@ def restore_world_model(
     """
     from jepa_jax.checkpoint import Checkpointer  # orbax: only when restoring
 
-    path = os.path.abspath(workdir)
-    if os.path.basename(path) == "checkpoints":
-        path = os.path.dirname(path)
-    if not os.path.isdir(os.path.join(path, "checkpoints")):
-        raise ConfigError(f"no checkpoints/ directory in {workdir!r} (from --checkpoint)")
+    path = rundir.run_root(workdir)
+    if not os.path.isdir(os.path.join(path, rundir.CHECKPOINT_DIR)):
+        raise ConfigError(
+            f"no {rundir.CHECKPOINT_DIR}/ directory in {workdir!r} (from --checkpoint)"
+        )
     trainer = build_world_model_trainer(config, jax.devices()[:1])
     ckpt = Checkpointer(path, 1, 1, async_save=False)
     try:
