@@ -92,7 +92,7 @@ def test_objective_terms_and_frozen_encoder():
     [
         (["--config.plan.planner=ilqr"], "config.plan.planner='ilqr' is invalid"),
         (["--episodes=0"], "--episodes=0 is invalid"),
-        (["--checkpoint=/nonexistent/run"], "no checkpoints/ directory"),
+        (["--checkpoint=/nonexistent/run"], "checkpoint path not found: '/nonexistent/run'"),
     ],
 )
 def test_plan_bad_input_is_one_line(args, message):

@@ -19,6 +19,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from jepa_jax import rundir
 from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
 from jepa_jax.errors import ConfigError
 
@@ -58,8 +59,6 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     quiet_logging_unless_asked()
     if flags.FLAGS["config"].value is None:
-        from jepa_jax import rundir
-
         config = rundir.read_config(rundir.run_root(_CHECKPOINT.value))
     else:
         config = loaded_config()
@@ -112,7 +111,7 @@ def main(argv: list[str]) -> None:
         outcome = "reached the goal" if res["success"][0] else "did not reach the goal"
         print(f"saved episode 0 ({outcome} in {int(res['steps'][0])} steps): {_SAVE_EPISODE.value}")
     output = _OUTPUT.value or os.path.join(os.path.abspath(_CHECKPOINT.value), "plan_results.json")
-    evaluate.write_json(
+    rundir.write_json_atomic(
         output,
         {
             "checkpoint_step": step,

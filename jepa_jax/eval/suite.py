@@ -340,7 +340,7 @@ def run_learning_curve(
       The curve written to <workdir>/learning_curve.json: {"task", "chance", "steps",
       "trained": {probe: [accuracy per step]}, "baselines": {encoder: {probe: accuracy}}}.
     """
-    from jepa_jax.export.checkpoints import committed_steps
+    from jepa_jax.rundir import committed_steps
 
     available = committed_steps(checkpoint)
     if not available:

@@ -11,7 +11,6 @@ State (a plain dict, created directly sharded like the JEPA state):
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,7 +23,7 @@ from jax.sharding import Mesh
 from jepa_jax import rundir
 from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
-from jepa_jax.errors import ConfigError, need
+from jepa_jax.errors import need
 from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
 from jepa_jax.train import optim
@@ -221,24 +220,17 @@ def restore_world_model(
 
     Args:
       config: the run's config (it fixes the shapes to restore into).
-      workdir: the run's directory (holding checkpoints/), or its checkpoints/ directory.
+      workdir: the run's directory, its checkpoints/ directory or a checkpoints/<step> one.
       step: the checkpoint step; None = the latest.
 
     Raises ConfigError if there is no checkpoint there.
     """
     from jepa_jax.checkpoint import Checkpointer  # orbax: only when restoring
 
-    path = rundir.run_root(workdir)
-    if not os.path.isdir(os.path.join(path, rundir.CHECKPOINT_DIR)):
-        raise ConfigError(
-            f"no {rundir.CHECKPOINT_DIR}/ directory in {workdir!r} (from --checkpoint)"
-        )
+    path, step = rundir.find_checkpoint(rundir.run_root(workdir), step)
     trainer = build_world_model_trainer(config, jax.devices()[:1])
     ckpt = Checkpointer(path, 1, 1, async_save=False)
     try:
-        step = ckpt.latest_step() if step is None else step
-        if step is None:
-            raise ConfigError(f"no checkpoint found in {workdir!r} (from --checkpoint)")
         with jax.set_mesh(trainer.mesh):
             state = ckpt.restore(step, trainer.abstract_state(), None)
     finally:
