@@ -17,30 +17,7 @@ from ml_collections import config_dict
 
 from jepa_jax.errors import ConfigError, need
 
-MESH_AXES = ("data", "fsdp", "tensor")
 METHODS = ("jepa", "world_model")  # config.method: the training loop `jepa-jax train` runs
-
-# Logical axis -> mesh axes. Params: `embed` is sharded over fsdp (ZeRO-3 style), MLP hidden and
-# heads over tensor (Megatron style). Activations: batch over data+fsdp; the residual stream is
-# replicated over tensor, the MLP hidden and heads are split over it.
-DEFAULT_LOGICAL_AXIS_RULES = (
-    ("act_batch", ("data", "fsdp")),
-    ("act_tokens", None),
-    ("act_embed", None),
-    ("act_mlp", "tensor"),
-    ("act_heads", "tensor"),
-    ("act_kv", None),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv", None),
-    ("qkv", None),
-    ("patch", None),
-    ("embed_in", None),
-    ("embed_out", None),
-    ("mask_tokens", None),
-    ("layers", None),
-)
 
 
 def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
@@ -183,7 +160,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.stop_on_collapse = False
 
     c.data = ml_collections.ConfigDict()
-    c.data.name = "moving_shapes"  # a key of jepa_jax.data.pipeline.SOURCES
+    c.data.name = "moving_shapes"  # a source registered in jepa_jax.data.sources
     c.data.num_frames = 8  # video only (ignored by image sources)
     c.data.image_size = 32
     c.data.num_examples = 100_000
@@ -303,6 +280,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(
         dict(data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
     )
+    from jepa_jax.sharding import DEFAULT_LOGICAL_AXIS_RULES  # local: sharding imports jax
+
     c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
 
     c.log_every = 50
@@ -516,7 +495,7 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
     )
     need(int(config.microbatches) >= 1, "microbatches", config.microbatches, "an integer >= 1")
     # The batch (each microbatch) must split evenly over the data-parallel devices (data x fsdp).
-    from jepa_jax.sharding import mesh_shape  # local import: sharding imports jax
+    from jepa_jax.sharding import MESH_AXES, mesh_shape  # local: sharding imports jax
 
     shape = mesh_shape(config.mesh, num_devices)
     dp = shape[0] * shape[1] * int(config.microbatches)

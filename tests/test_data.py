@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import tiny_image_config, tiny_video_config
 
-from jepa_jax.data import pipeline
+from jepa_jax.data import pipeline, sources
 from jepa_jax.data.synthetic import (
     LABEL_CLASSES,
     MovingShapesVideo,
@@ -151,7 +151,7 @@ def test_scene_style_adds_clutter_and_texture_around_the_same_labelled_object():
 def test_scene_style_comes_from_the_data_config():
     config = tiny_video_config()
     config.data.update(distractors=2, texture=True)
-    assert pipeline.scene_style(config.data) == SceneStyle(distractors=2, texture=True)
+    assert sources.scene_style(config.data) == SceneStyle(distractors=2, texture=True)
     config.data.distractors = -1
     with pytest.raises(ConfigError, match="config.data.distractors must be >= 0, got -1"):
-        pipeline.scene_style(config.data)
+        sources.scene_style(config.data)

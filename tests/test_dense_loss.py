@@ -9,13 +9,12 @@ from conftest import tiny_image_config, tiny_video_config
 from flax import linen as nn
 
 from jepa_jax.errors import ConfigError
+from jepa_jax.models.inputs import layer_norm_nonaffine, normalize_pixels
 from jepa_jax.models.vit import token_grid
 from jepa_jax.train.objective import (
     context_distance_weights,
     context_loss_weight,
     latent_loss,
-    layer_norm_nonaffine,
-    normalize_pixels,
 )
 from jepa_jax.train.setup import build_trainer
 

@@ -25,7 +25,7 @@ from jepa_jax import rundir
 from jepa_jax.data import labels, pipeline
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.linear_probe import fit_linear_probe, pooled_features, prepare_features
-from jepa_jax.train.state import init_encoder_params
+from jepa_jax.models.init import init_encoder_params
 
 RESULTS_FILE = "probe_results.json"
 

@@ -278,7 +278,7 @@ def run_eval(
         )
     ]
     if "random_init" in probe.baselines:
-        from jepa_jax.train.state import init_encoder_params
+        from jepa_jax.models.init import init_encoder_params
 
         random_params = jax.jit(
             lambda k: nn.meta.unbox(init_encoder_params(module, k, cfg.input_shape)),

@@ -38,7 +38,7 @@ def _quiet_orbax():
 
 def expected_encoder_shapes(cfg: EncoderConfig) -> Any:
     """ShapeDtypeStructs of the (unscanned) encoder params `cfg` describes, without allocating."""
-    from jepa_jax.train.state import init_encoder_params
+    from jepa_jax.models.init import init_encoder_params
 
     module = cfg.build()
     shapes = jax.eval_shape(

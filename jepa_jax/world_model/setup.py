@@ -24,12 +24,13 @@ from jepa_jax import rundir
 from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
 from jepa_jax.errors import need
+from jepa_jax.models.init import init_encoder_params
 from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
 from jepa_jax.train import optim
 from jepa_jax.train.monitors import feature_stats
 from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
-from jepa_jax.train.state import abstract_state, create_state, init_encoder_params
+from jepa_jax.train.state import abstract_state, create_state
 from jepa_jax.world_model import data
 from jepa_jax.world_model.model import WorldModel, build_world_model
 from jepa_jax.world_model.objective import WorldModelObjective
