@@ -26,7 +26,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked  # noqa: E402
-from jepa_jax.planning.evaluate import write_json  # noqa: E402
+from jepa_jax.rundir import write_json_atomic  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file(
@@ -78,7 +78,7 @@ def train_if_needed(config, workdir: str) -> float | None:
     if out["interrupted"]:
         raise SystemExit("training was interrupted; run the same command to resume")
     seconds = None if known is None else known + out["train_seconds"]
-    write_json(record, {"steps": int(config.total_steps), "seconds": seconds})
+    write_json_atomic(record, {"steps": int(config.total_steps), "seconds": seconds})
     return seconds
 
 

@@ -28,8 +28,8 @@ from absl import logging
 from jepa_jax import rundir
 from jepa_jax.errors import RunError
 
-STATE = "state"
-DATA_ITER = "data_iter"
+STATE = rundir.STATE_ITEM
+DATA_ITER = rundir.DATA_ITER_ITEM
 
 
 class Checkpointer:

@@ -15,32 +15,9 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import ConfigError, need
 
-MESH_AXES = ("data", "fsdp", "tensor")
 METHODS = ("jepa", "world_model")  # config.method: the training loop `jepa-jax train` runs
-
-# Logical axis -> mesh axes. Params: `embed` is sharded over fsdp (ZeRO-3 style), MLP hidden and
-# heads over tensor (Megatron style). Activations: batch over data+fsdp; the residual stream is
-# replicated over tensor, the MLP hidden and heads are split over it.
-DEFAULT_LOGICAL_AXIS_RULES = (
-    ("act_batch", ("data", "fsdp")),
-    ("act_tokens", None),
-    ("act_embed", None),
-    ("act_mlp", "tensor"),
-    ("act_heads", "tensor"),
-    ("act_kv", None),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv", None),
-    ("qkv", None),
-    ("patch", None),
-    ("embed_in", None),
-    ("embed_out", None),
-    ("mask_tokens", None),
-    ("layers", None),
-)
 
 
 def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
@@ -96,6 +73,7 @@ def vjepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
             aspect_ratio=(0.75, 1.5),
             temporal_scale=(1.0, 1.0),
             max_temporal_keep=1.0,
+            full_complement=False,
             num_context=config_dict.placeholder(int),
             num_target=config_dict.placeholder(int),
         )
@@ -182,11 +160,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.stop_on_collapse = False
 
     c.data = ml_collections.ConfigDict()
-    c.data.name = "moving_shapes"  # a key of jepa_jax.data.pipeline.SOURCES
+    c.data.name = "moving_shapes"  # a source registered in jepa_jax.data.sources
     c.data.num_frames = 8  # video only (ignored by image sources)
     c.data.image_size = 32
     c.data.num_examples = 100_000
     c.data.seed = 0  # seeds the procedural content of the built-in sets
+    # Richness of the built-in shapes sets' scenes (data/synthetic.py SceneStyle): smaller
+    # distractor objects moving their own ways (clutter, occlusion) and a random texture over
+    # the background. Labels always describe the one large object.
+    c.data.distractors = 0
+    c.data.texture = False
     c.data.num_threads = 2  # grain reader threads (per worker process when num_workers > 0)
     c.data.prefetch = 4  # batches prefetched by grain (per worker process when num_workers > 0)
     # grain worker processes that decode, crop and mask (0: in the training process). Same
@@ -249,7 +232,13 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.mask = vjepa_mask()
 
-    c.loss = ml_collections.ConfigDict(dict(type="l1"))  # l1 | l2 | smooth_l1
+    # type: l1 | l2 | smooth_l1. context_weight > 0 turns on V-JEPA 2.1's dense predictive loss
+    # (train/objective.py): the predictor also predicts the context tokens' target features,
+    # weighted by lambda ramped from 0 to context_weight over the steps context_ramp=(start, end)
+    # (constant when end <= start), optionally 1/sqrt(distance to the nearest target token).
+    c.loss = ml_collections.ConfigDict(
+        dict(type="l1", context_weight=0.0, context_ramp=(0, 0), context_distance_weight=False)
+    )
 
     c.optim = ml_collections.ConfigDict(
         dict(
@@ -291,6 +280,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(
         dict(data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
     )
+    from jepa_jax.sharding import DEFAULT_LOGICAL_AXIS_RULES  # local: sharding imports jax
+
     c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
 
     c.log_every = 50
@@ -431,10 +422,6 @@ NAN_POLICIES = ("stop", "skip_step")
 def validate_config(config: Mapping[str, Any], num_devices: int, process_count: int = 1) -> None:
     """Check the values the training loop depends on; raise ConfigError naming the bad key."""
 
-    def need(cond: bool, key: str, value: Any, expected: str) -> None:
-        if not cond:
-            raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}")
-
     need(config.method in METHODS, "method", config.method, f"one of {METHODS}")
     need(int(config.total_steps) >= 1, "total_steps", config.total_steps, "an integer >= 1")
     need(int(config.batch_size) >= 1, "batch_size", config.batch_size, "an integer >= 1")
@@ -508,7 +495,7 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
     )
     need(int(config.microbatches) >= 1, "microbatches", config.microbatches, "an integer >= 1")
     # The batch (each microbatch) must split evenly over the data-parallel devices (data x fsdp).
-    from jepa_jax.sharding import mesh_shape  # local import: sharding imports jax
+    from jepa_jax.sharding import MESH_AXES, mesh_shape  # local: sharding imports jax
 
     shape = mesh_shape(config.mesh, num_devices)
     dp = shape[0] * shape[1] * int(config.microbatches)

@@ -13,3 +13,19 @@ class ConfigError(ValueError):
 class RunError(RuntimeError):
     """A run stopped by a fault; the message names the step, what went wrong and the last good
     checkpoint, so the user knows what to change and where the run resumes from."""
+
+
+def need(cond: bool, key: str, value: object, expected: str) -> None:
+    """Raise ConfigError "config.<key>=<value> is invalid: expected <expected>" unless `cond`."""
+    if not cond:
+        raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}")
+
+
+def need_under(section: str):
+    """`need` for the keys of one config section: need_under("probe")(cond, "num_train", v, e)
+    names config.probe.num_train."""
+
+    def need_in_section(cond: bool, key: str, value: object, expected: str) -> None:
+        need(cond, f"{section}.{key}", value, expected)
+
+    return need_in_section

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,16 +18,34 @@ from jepa_jax.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+# Each <workdir>/checkpoints/<step>/ holds these orbax items (jepa_jax.checkpoint).
+STATE_ITEM = "state"
+DATA_ITER_ITEM = "data_iter"
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path` via a temporary file and `os.replace`, so readers
-    never see a half-written file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write `obj` as indented JSON to `path` via a temporary file in the same directory and
+    `os.replace`: readers never see a half-written file, and a failed write leaves neither a
+    partial file nor the temporary one. The package's one JSON writer."""
+    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def run_root(path: str) -> str:
+    """The training workdir of `path`: the workdir itself, its checkpoints/ directory or one of
+    its checkpoints/<step> directories."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    if os.path.basename(parent) == CHECKPOINT_DIR and os.path.basename(path).isdigit():
+        return os.path.dirname(parent)
+    return parent if os.path.basename(path) == CHECKPOINT_DIR else path
 
 
 def write_config(workdir: str, config: Mapping[str, Any]) -> None:
@@ -53,3 +72,50 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         )
     with open(path) as f:
         return ml_collections.ConfigDict(json.load(f))
+
+
+def committed_steps(workdir: str) -> list[int]:
+    """Steps with a committed checkpoint in `<workdir>/checkpoints`, ascending.
+
+    Read-only: orbax renames a save into its `<step>` directory only when it is complete, so
+    in-progress saves (temporary names) of a run still training are ignored, never touched.
+    """
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(
+        int(name)
+        for name in os.listdir(directory)
+        if name.isdigit() and os.path.isdir(os.path.join(directory, name, STATE_ITEM))
+    )
+
+
+def find_checkpoint(path: str, step: int | None = None) -> tuple[str, int]:
+    """(workdir, step) for a training workdir (latest step, or `step`) or a
+    `<workdir>/checkpoints/<step>` directory.
+
+    Raises:
+      ConfigError: no such directory, no committed checkpoint, or no such step.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        raise ConfigError(f"checkpoint path not found: {path!r}")
+    parent = os.path.dirname(path)
+    if os.path.basename(parent) == CHECKPOINT_DIR and os.path.basename(path).isdigit():
+        path_step = int(os.path.basename(path))
+        if step is not None and step != path_step:
+            raise ConfigError(f"step {step} asked for, but {path!r} is the step-{path_step} one")
+        workdir, step = os.path.dirname(parent), path_step
+    else:
+        workdir = path
+    steps = committed_steps(workdir)
+    if not steps:
+        raise ConfigError(
+            f"{workdir!r} holds no committed checkpoint (expected {CHECKPOINT_DIR}/<step>/"
+            f"{STATE_ITEM} written by `jepa-jax train`)"
+        )
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise ConfigError(f"no checkpoint at step {step} in {workdir!r}; it has steps {steps}")
+    return workdir, step

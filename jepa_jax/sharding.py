@@ -18,8 +18,31 @@ from flax import linen as nn
 from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from jepa_jax.config_lib import MESH_AXES
 from jepa_jax.errors import ConfigError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis -> mesh axes. Params: `embed` is sharded over fsdp (ZeRO-3 style), MLP hidden and
+# heads over tensor (Megatron style). Activations: batch over data+fsdp; the residual stream is
+# replicated over tensor, the MLP hidden and heads are split over it.
+DEFAULT_LOGICAL_AXIS_RULES = (
+    ("act_batch", ("data", "fsdp")),
+    ("act_tokens", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+    ("act_kv", None),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("qkv", None),
+    ("patch", None),
+    ("embed_in", None),
+    ("embed_out", None),
+    ("mask_tokens", None),
+    ("layers", None),
+)
 
 BATCH_AXES = ("data", "fsdp")
 

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from conftest import tiny_image_config, tiny_video_config
 
-from jepa_jax.data import pipeline
-from jepa_jax.data.synthetic import LABEL_CLASSES, MovingShapesVideo, ShapesImages
+from jepa_jax.data import pipeline, sources
+from jepa_jax.data.synthetic import (
+    LABEL_CLASSES,
+    MovingShapesVideo,
+    SceneStyle,
+    ShapesImages,
+    _sample_scene,
+)
 from jepa_jax.errors import ConfigError
 from jepa_jax.train.setup import build_trainer
 
@@ -120,3 +126,32 @@ def test_unknown_source_is_a_clear_error():
     config.data.name = "imagenet"
     with pytest.raises(ConfigError, match="unknown data source config.data.name='imagenet'"):
         build_trainer(config)
+
+
+def test_scene_style_adds_clutter_and_texture_around_the_same_labelled_object():
+    plain = MovingShapesVideo(num_examples=50, num_frames=8, size=32, seed=0)
+    rich = MovingShapesVideo(50, 8, 32, seed=0, style=SceneStyle(distractors=3, texture=True))
+    for i in range(50):
+        a, b = plain[i], rich[i]
+        # The labelled object is drawn from the same stream first: identical labels.
+        for name in a["labels"]:
+            np.testing.assert_array_equal(a["labels"][name], b["labels"][name])
+        assert not np.array_equal(a["pixels"], b["pixels"])
+        np.testing.assert_array_equal(b["pixels"], rich[i]["pixels"])  # deterministic
+    rng = np.random.default_rng(1)
+    scene = _sample_scene(rng, 32, 8, SceneStyle(distractors=4))
+    others = scene.behind + scene.in_front
+    assert len(others) == 4
+    # Distractors are smaller than the labelled object, so the labels are never ambiguous.
+    assert max(d.radius for d in others) < scene.main.radius
+    still = ShapesImages(20, 32, seed=0, style=SceneStyle(distractors=2, texture=True))[3]
+    assert still["pixels"].shape == (32, 32, 3)
+
+
+def test_scene_style_comes_from_the_data_config():
+    config = tiny_video_config()
+    config.data.update(distractors=2, texture=True)
+    assert sources.scene_style(config.data) == SceneStyle(distractors=2, texture=True)
+    config.data.distractors = -1
+    with pytest.raises(ConfigError, match="config.data.distractors must be >= 0, got -1"):
+        sources.scene_style(config.data)

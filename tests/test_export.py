@@ -27,8 +27,8 @@ from jepa_jax.export.encoder_dir import (
     write_encoder_dir,
 )
 from jepa_jax.models.encoder_config import EncoderConfig
+from jepa_jax.models.inputs import normalize_pixels
 from jepa_jax.models.pos_embed import sincos_table
-from jepa_jax.train.objective import normalize_pixels
 from jepa_jax.train.setup import build_trainer
 
 

@@ -113,3 +113,22 @@ def test_bad_mask_configs_are_clear_errors():
     sampler = build_mask_sampler(cfg, VIDEO_GRID)
     with pytest.raises(MaskError, match="could not draw"):
         sampler.sample_for_index(0, 0)
+
+
+def test_full_complement_with_temporal_keep_predicts_the_future():
+    # V-JEPA 2's full_complement: the target is every token outside the context; with
+    # max_temporal_keep 0.5 the context sees only the first half of the time steps and the
+    # target holds every token of the second half.
+    grid = (4, 6, 6)
+    cfg = BlockConfig(
+        num_blocks=2, spatial_scale=(0.15, 0.15), max_temporal_keep=0.5, full_complement=True
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        target, context = multiblock.draw_target_3d(rng, grid, cfg)
+        np.testing.assert_array_equal(target, ~context)
+        assert not context[2:].any() and target[2:].all()
+        assert context[:2].any() and target[:2].any()  # the blocks still mask the past
+    plain = BlockConfig(num_blocks=2, spatial_scale=(0.15, 0.15), max_temporal_keep=0.5)
+    target, context = multiblock.draw_target_3d(np.random.default_rng(0), grid, plain)
+    assert not target[2:].all()  # without it the future outside the blocks is dropped

@@ -8,9 +8,9 @@ from flax import linen as nn
 
 from jepa_jax.errors import ConfigError
 from jepa_jax.models import ENCODER_PRESETS, Predictor, VisionTransformer, patchify, token_grid
+from jepa_jax.models.init import init_encoder_params
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.models.vit import resolve_encoder_spec
-from jepa_jax.train.state import init_encoder_params
 
 
 def small_encoder(tubelet=2, **kw):

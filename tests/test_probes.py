@@ -32,9 +32,9 @@ from jepa_jax.eval.suite import RESULTS_FILE, run_eval
 from jepa_jax.eval.views import ViewSpec, check_views, cut_views, evenly_spaced
 from jepa_jax.export.encoder_dir import write_encoder_dir
 from jepa_jax.models.encoder_config import EncoderConfig
+from jepa_jax.models.init import init_encoder_params
 from jepa_jax.train.loop import train
 from jepa_jax.train.setup import build_trainer
-from jepa_jax.train.state import init_encoder_params
 
 PROBE_CONFIG = os.path.join(REPO, "configs", "probes", "moving_shapes.py")
 

@@ -72,6 +72,12 @@ def test_sigreg_and_vicreg_separate_isotropic_from_collapsed_features():
     assert float(cov_iso) < 0.05
     correlated = jnp.concatenate([iso[:, :1]] * 16, axis=1)  # 16 copies of one feature
     assert float(vicreg_terms(correlated)[1]) > 10.0
+    # Leading axes pool into samples (the world model's [B, T, D] latents); the hinge target
+    # is the std to keep: unit-std features miss a target of 2 by about 1, unbiased (N - 1).
+    np.testing.assert_allclose(vicreg_terms(iso.reshape(2, 1024, 16)), (var_iso, cov_iso))
+    x = np.asarray(iso, np.float64)
+    expected = np.maximum(0.0, 2.0 - np.sqrt(x.var(axis=0, ddof=1) + 1e-4)).mean()
+    assert float(vicreg_terms(iso, std_target=2.0)[0]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_regularizer_and_target_config_errors():

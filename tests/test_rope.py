@@ -8,9 +8,9 @@ import pytest
 from flax import linen as nn
 
 from jepa_jax.models import VisionTransformer
+from jepa_jax.models.init import init_encoder_params
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.models.rope import apply_rope, grid_positions, rope_chunk_size, token_rope
-from jepa_jax.train.state import init_encoder_params
 
 
 def reference_rotate(x, pos):

@@ -42,11 +42,12 @@ def test_train_then_plan_smoke_and_exact_resume(tmp_path):
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
 
-    # Plan with the trained model through the CLI, with the floor and ceilings, saving a GIF.
+    # Plan with the trained model through the CLI, with the floor and ceilings, saving a GIF;
+    # without --config: the run's own config.json.
+    assert os.path.isfile(os.path.join(full, "config.json"))
     gif = str(tmp_path / "episode.gif")
     proc = cli_one_device(
         "plan",
-        f"--config={AC_CONFIG}:runlocal",
         f"--checkpoint={full}",
         "--episodes=2",
         "--baselines",
@@ -91,7 +92,7 @@ def test_objective_terms_and_frozen_encoder():
     [
         (["--config.plan.planner=ilqr"], "config.plan.planner='ilqr' is invalid"),
         (["--episodes=0"], "--episodes=0 is invalid"),
-        (["--checkpoint=/nonexistent/run"], "no checkpoints/ directory"),
+        (["--checkpoint=/nonexistent/run"], "checkpoint path not found: '/nonexistent/run'"),
     ],
 )
 def test_plan_bad_input_is_one_line(args, message):

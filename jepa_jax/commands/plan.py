@@ -1,5 +1,5 @@
-"""`jepa-jax plan --config=configs/<file>.py --checkpoint=WORKDIR [--episodes=N] [--baselines]
-[--save_episode=episode.gif|.png] [--config.plan.<key>=<value> ...]`
+"""`jepa-jax plan --checkpoint=WORKDIR [--config=configs/<file>.py [--config.plan.<key>=<value>]]
+[--episodes=N] [--baselines] [--save_episode=episode.gif|.png]`
 
 Plans with a trained world model (from `jepa-jax train` with `config.method = "world_model"`) on
 random Two Rooms tasks (start and goal in different rooms, a random wall per episode): at every
@@ -8,7 +8,8 @@ replan, CEM or MPPI (`config.plan.planner`) scores `plan.samples` action sequenc
 action(s) run in the real environment, then it replans. Prints the success rate, the mean number
 of env steps to the goal (successful episodes) and the seconds per episode; `--baselines` adds the
 random-policy floor and the true-simulator ceilings on the same episodes. Results are written to
-WORKDIR/plan_results.json (or --output).
+WORKDIR/plan_results.json (or --output). Without --config the run's own config (WORKDIR/config.json,
+written by `jepa-jax train`) is used; --config with overrides changes the planner.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from jepa_jax import rundir
 from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
 from jepa_jax.errors import ConfigError
 
 config_flags.DEFINE_config_file(
     "config",
     None,
-    "The world model's training config, configs/<file>.py[:arg]; --config.plan.<key>=<value> "
-    "changes the planner (planner, horizon, samples, iterations, energy, ...).",
+    "The world model's training config, configs/<file>.py[:arg] (default: the workdir's "
+    "config.json); --config.plan.<key>=<value> changes the planner (planner, horizon, samples, "
+    "iterations, energy, ...).",
     lock_config=True,
 )
 _CHECKPOINT = flags.DEFINE_string(
@@ -48,17 +51,20 @@ _SAVE_EPISODE = flags.DEFINE_string(
 _OUTPUT = flags.DEFINE_string(
     "output", None, "Results JSON (default: <checkpoint>/plan_results.json)."
 )
-flags.mark_flags_as_required(["config", "checkpoint"])
+flags.mark_flags_as_required(["checkpoint"])
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     quiet_logging_unless_asked()
-    config = loaded_config()
-    if config.method != "world_model":
+    if flags.FLAGS["config"].value is None:
+        config = rundir.read_config(rundir.run_root(_CHECKPOINT.value))
+    else:
+        config = loaded_config()
+    if config.get("method") != "world_model":
         raise ConfigError(
-            f"config.method={config.method!r}: `plan` needs a world-model config "
+            f"config.method={config.get('method')!r}: `plan` needs a world-model config "
             f"(method 'world_model', e.g. configs/ac_two_rooms.py)"
         )
     if _EPISODES.value is not None and _EPISODES.value < 1:
@@ -105,7 +111,7 @@ def main(argv: list[str]) -> None:
         outcome = "reached the goal" if res["success"][0] else "did not reach the goal"
         print(f"saved episode 0 ({outcome} in {int(res['steps'][0])} steps): {_SAVE_EPISODE.value}")
     output = _OUTPUT.value or os.path.join(os.path.abspath(_CHECKPOINT.value), "plan_results.json")
-    evaluate.write_json(
+    rundir.write_json_atomic(
         output,
         {
             "checkpoint_step": step,

@@ -6,7 +6,7 @@ processes reads its contiguous block of rows of every global batch (`ProcessBatc
 run resumes exactly from the grain iterator state saved in the checkpoint, and n processes
 assemble exactly the global batches one process would.
 
-Sources are looked up by `config.data.name` in SOURCES; add one with `register_source`. Sources
+Sources are looked up by `config.data.name` (data.registry; data.sources registers them). Sources
 that decode files (`data.reading`) are read by stream position, so their random views (clip
 start, crop, flip) are seeded like the masks and unreadable files are replaced deterministically.
 With `config.data.num_workers` > 0, grain worker processes run everything up to batching.
@@ -14,7 +14,7 @@ With `config.data.num_workers` > 0, grain worker processes run everything up to 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grain
@@ -22,16 +22,10 @@ import jax
 import numpy as np
 from absl import flags
 
-from jepa_jax.data import reading, synthetic
+from jepa_jax.data import reading, registry
+from jepa_jax.data import sources as _sources  # noqa: F401  (registers every data source)
 from jepa_jax.errors import ConfigError
 from jepa_jax.masking import MaskSampler
-
-# name -> (data_config, split) -> random-access source whose items are
-# {"pixels": uint8 [(T,) H, W, 3], "labels": {...}}.
-SourceFactory = Callable[[Mapping[str, Any], str], Any]
-SOURCES: dict[str, SourceFactory] = {}
-# name -> data_config -> per-example pixel shape, known without reading data.
-INPUT_SHAPES: dict[str, Callable[[Mapping[str, Any]], tuple[int, ...]]] = {}
 
 # Seeds derived from config.seed for the independent random streams.
 SHUFFLE_SEED_OFFSET = 1
@@ -39,53 +33,14 @@ MASK_SEED_OFFSET = 2
 VIEW_SEED_OFFSET = 3
 
 
-def register_source(
-    name: str, factory: SourceFactory, input_shape: Callable[[Mapping[str, Any]], tuple[int, ...]]
-) -> None:
-    """Make `config.data.name = name` build `factory(data_config, split)`."""
-    SOURCES[name] = factory
-    INPUT_SHAPES[name] = input_shape
-
-
-register_source(
-    "moving_shapes",
-    lambda d, split: synthetic.MovingShapesVideo(
-        num_examples=int(d["num_examples"]),
-        num_frames=int(d["num_frames"]),
-        size=int(d["image_size"]),
-        seed=int(d["seed"]),
-        split=split,
-    ),
-    lambda d: (int(d["num_frames"]), int(d["image_size"]), int(d["image_size"]), 3),
-)
-register_source(
-    "shapes",
-    lambda d, split: synthetic.ShapesImages(
-        num_examples=int(d["num_examples"]),
-        size=int(d["image_size"]),
-        seed=int(d["seed"]),
-        split=split,
-    ),
-    lambda d: (int(d["image_size"]), int(d["image_size"]), 3),
-)
-
-
-def _lookup(table: dict, name: str):
-    if name not in table:
-        raise ConfigError(
-            f"unknown data source config.data.name={name!r}; expected one of {sorted(table)}"
-        )
-    return table[name]
-
-
 def build_source(data_config: Mapping[str, Any], split: str = "train") -> Any:
     """The random-access source named by `data_config.name`."""
-    return _lookup(SOURCES, data_config["name"])(data_config, split)
+    return registry.lookup(registry.SOURCES, data_config["name"])(data_config, split)
 
 
 def input_shape(data_config: Mapping[str, Any]) -> tuple[int, ...]:
     """Per-example pixel shape: (T, H, W, 3) for video, (H, W, 3) for images."""
-    return _lookup(INPUT_SHAPES, data_config["name"])(data_config)
+    return registry.lookup(registry.INPUT_SHAPES, data_config["name"])(data_config)
 
 
 class AttachMasks:
@@ -220,7 +175,3 @@ def labelled_arrays(
     examples = [source[int(i)] for i in indices]
     stacked = stack_examples(examples)
     return stacked["pixels"], stacked["labels"]
-
-
-# The file-backed sources register themselves (imported last: they call register_source).
-from jepa_jax.data import sources  # noqa: E402, F401

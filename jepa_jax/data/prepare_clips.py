@@ -12,12 +12,12 @@ when complete, and clips.json, written last, is what makes the folder readable a
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import time
 from collections.abc import Callable
 
+from jepa_jax import rundir
 from jepa_jax.data import clip_shards, file_index, transforms, video
 from jepa_jax.data.reading import BadExample
 from jepa_jax.errors import ConfigError
@@ -163,8 +163,5 @@ def prepare_clips(
         "failed": failed,
         "source": source,
     }
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, meta_path)
+    rundir.write_json_atomic(meta_path, meta)
     return meta

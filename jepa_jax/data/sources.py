@@ -1,5 +1,7 @@
-"""Registers the file-backed sources under their `config.data.name`s.
+"""Registers every data source under its `config.data.name` (jepa_jax.data.registry).
 
+moving_shapes built-in procedural videos of a moving shape (synthetic; scene_style below)
+shapes        built-in procedural still images of a shape (synthetic)
 video_files   video files from a folder or index file, decoded with PyAV (file_sources)
 image_folder  image files from a folder (class subfolders or flat) or index file (file_sources)
 clip_shards   ArrayRecord shards written by `jepa-jax prepare` (clip_shards)
@@ -10,8 +12,46 @@ moving_mnist  Moving MNIST generated from a local MNIST file (moving_mnist)
 
 from __future__ import annotations
 
-from jepa_jax.data import clip_shards, file_sources, moving_mnist, tfds_source
-from jepa_jax.data.pipeline import register_source
+from collections.abc import Mapping
+from typing import Any
+
+from jepa_jax.data import clip_shards, file_sources, moving_mnist, synthetic, tfds_source
+from jepa_jax.data.registry import register_source
+from jepa_jax.errors import ConfigError
+
+
+def scene_style(d: Mapping[str, Any]) -> synthetic.SceneStyle:
+    """The built-in shapes sets' scene richness from the data config (defaults: a plain scene)."""
+    distractors = int(d.get("distractors", 0))
+    if distractors < 0:
+        raise ConfigError(f"config.data.distractors must be >= 0, got {distractors}")
+    return synthetic.SceneStyle(distractors=distractors, texture=bool(d.get("texture", False)))
+
+
+register_source(
+    "moving_shapes",
+    lambda d, split: synthetic.MovingShapesVideo(
+        num_examples=int(d["num_examples"]),
+        num_frames=int(d["num_frames"]),
+        size=int(d["image_size"]),
+        seed=int(d["seed"]),
+        split=split,
+        style=scene_style(d),
+    ),
+    lambda d: (int(d["num_frames"]), int(d["image_size"]), int(d["image_size"]), 3),
+)
+register_source(
+    "shapes",
+    lambda d, split: synthetic.ShapesImages(
+        num_examples=int(d["num_examples"]),
+        size=int(d["image_size"]),
+        seed=int(d["seed"]),
+        split=split,
+        style=scene_style(d),
+    ),
+    lambda d: (int(d["image_size"]), int(d["image_size"]), 3),
+)
+
 
 register_source("video_files", file_sources.video_files_source, file_sources.video_shape)
 register_source("image_folder", file_sources.image_files_source, file_sources.image_shape)

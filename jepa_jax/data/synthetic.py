@@ -75,21 +75,43 @@ def _bounce(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Scene:
+class SceneStyle:
+    """How rich a scene is beyond its one labelled object (config.data.distractors/texture).
+
+    distractors: smaller objects of random shape and colour, each moving its own way, drawn
+      behind or in front of the labelled object (so they clutter and occlude it).
+    texture: a static random texture (smooth blobs) over the background gradient.
+    """
+
+    distractors: int = 0
+    texture: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Object:
     shape: int
     color: int
     radius: float
     start: np.ndarray  # (x, y) pixels
     velocity: np.ndarray  # (vx, vy) pixels per frame
     direction: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scene:
+    main: _Object  # the labelled object
+    behind: tuple[_Object, ...]  # distractors drawn before the labelled object
+    in_front: tuple[_Object, ...]  # distractors drawn after it (occluders)
     background: np.ndarray  # float32 [H, W, 3]
 
 
-def _sample_scene(rng: np.random.Generator, size: int, num_frames: int) -> _Scene:
-    """A random scene; with num_frames > 1 its object moves and stays inside the frame."""
+def _sample_object(
+    rng: np.random.Generator, size: int, num_frames: int, radius_range: tuple[float, float]
+) -> _Object:
+    """A random object; with num_frames > 1 it moves and its path stays inside the frame."""
     shape = int(rng.integers(len(SHAPES)))
     color = int(rng.integers(len(COLORS)))
-    radius = float(rng.uniform(0.15, 0.25) * size)
+    radius = float(rng.uniform(*radius_range) * size)
     direction, velocity = 0, np.zeros(2)
     if num_frames > 1:
         # Angle uniform; the label is its nearest of NUM_DIRECTIONS bins.
@@ -105,6 +127,27 @@ def _sample_scene(rng: np.random.Generator, size: int, num_frames: int) -> _Scen
     lo = radius + np.maximum(-travel, 0.0)
     hi = size - radius - np.maximum(travel, 0.0)
     start = lo + rng.uniform(0.0, 1.0, size=2) * (hi - lo)
+    return _Object(shape, color, radius, start, velocity, direction)
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """float32 [size, size, 3] in about [-1, 1]: a cells x cells grid of random colours,
+    bilinearly interpolated (blobs about size / cells pixels across)."""
+    grid = rng.uniform(-1.0, 1.0, size=(cells + 1, cells + 1, 3))
+    u = (np.arange(size) + 0.5) / size * cells
+    i = np.minimum(u.astype(int), cells - 1)
+    f = (u - i)[:, None]
+    rows = grid[i] * (1 - f[..., None]) + grid[i + 1] * f[..., None]  # [size, cells + 1, 3]
+    fc = (u - i)[None, :, None]
+    return (rows[:, i] * (1 - fc) + rows[:, i + 1] * fc).astype(np.float32)
+
+
+def _sample_scene(
+    rng: np.random.Generator, size: int, num_frames: int, style: SceneStyle = SceneStyle()
+) -> _Scene:
+    """A random scene: the labelled object, then the style's distractors and texture."""
+    # The labelled object's draws come first, so a plain style reproduces the original set.
+    main = _sample_object(rng, size, num_frames, (0.15, 0.25))
     # Smooth background: a dark base colour plus a linear gradient in a random direction.
     base = rng.uniform(10, 60, size=3)
     g_angle = rng.uniform(0, 2 * np.pi)
@@ -112,31 +155,51 @@ def _sample_scene(rng: np.random.Generator, size: int, num_frames: int) -> _Scen
     ramp = np.linspace(-0.5, 0.5, size)
     grad = np.cos(g_angle) * ramp[None, :] + np.sin(g_angle) * ramp[:, None]
     background = (base[None, None, :] + g_amp * grad[..., None]).astype(np.float32)
-    return _Scene(shape, color, radius, start, velocity, direction, background)
+    if style.texture:
+        background = background + 45.0 * _smooth_noise(rng, size, cells=4)
+    behind, in_front = [], []
+    for _ in range(style.distractors):
+        # Smaller than the labelled object (at most 0.6 of its smallest radius), so which
+        # object the labels describe is never ambiguous.
+        d = _sample_object(rng, size, num_frames, (0.06, 0.09))
+        (in_front if rng.uniform() < 0.5 else behind).append(d)
+    return _Scene(main, tuple(behind), tuple(in_front), background)
 
 
-def _render(scene: _Scene, centers: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [T, H, W, 3] frames of the scene's shape at each centre [T, 2]."""
+def _paint(frames: np.ndarray, obj: _Object, num_frames: int, size: int) -> None:
+    """Draw `obj` at its position in every frame of float32 frames [T, H, W, 3], in place."""
+    t = np.arange(num_frames, dtype=np.float64)[:, None]
+    centers = _bounce(obj.start[None] + t * obj.velocity[None], obj.radius, size - obj.radius)
     coords = np.arange(size, dtype=np.float32) + 0.5
-    dx = (coords[None, None, :] - centers[:, 0, None, None]) / scene.radius
-    dy = (coords[None, :, None] - centers[:, 1, None, None]) / scene.radius
-    inside = _shape_mask(scene.shape, dx, dy)[..., None]
-    frames = np.where(inside, COLORS[scene.color], scene.background[None])
+    dx = (coords[None, None, :] - centers[:, 0, None, None]) / obj.radius
+    dy = (coords[None, :, None] - centers[:, 1, None, None]) / obj.radius
+    inside = _shape_mask(obj.shape, dx, dy)
+    frames[inside] = COLORS[obj.color]
+
+
+def _render(scene: _Scene, num_frames: int, size: int) -> np.ndarray:
+    """uint8 [T, H, W, 3] frames of the scene: background, distractors behind, the labelled
+    object, distractors in front."""
+    frames = np.repeat(scene.background[None], num_frames, axis=0)
+    for obj in (*scene.behind, scene.main, *scene.in_front):
+        _paint(frames, obj, num_frames, size)
     return np.clip(frames, 0, 255).astype(np.uint8)
 
 
 def _labels(scene: _Scene, size: int, moving: bool) -> dict[str, np.ndarray]:
-    pos = (scene.start / size).astype(np.float32)
+    """The labelled object's latent labels (module docstring)."""
+    obj = scene.main
+    pos = (obj.start / size).astype(np.float32)
     cell = np.minimum((pos * POSITION_CELLS).astype(int), POSITION_CELLS - 1)
     labels = {
-        "shape": np.int32(scene.shape),
-        "color": np.int32(scene.color),
+        "shape": np.int32(obj.shape),
+        "color": np.int32(obj.color),
         "position_cell": np.int32(cell[1] * POSITION_CELLS + cell[0]),
         "position": pos,
     }
     if moving:
-        labels["direction"] = np.int32(scene.direction)
-        labels["velocity"] = scene.velocity.astype(np.float32)
+        labels["direction"] = np.int32(obj.direction)
+        labels["velocity"] = obj.velocity.astype(np.float32)
     return labels
 
 
@@ -152,6 +215,7 @@ class MovingShapesVideo:
     size: int
     seed: int = 0
     split: str = "train"
+    style: SceneStyle = SceneStyle()
 
     def __post_init__(self):
         if self.num_examples < 1 or self.num_frames < 1 or self.size < 8:
@@ -166,12 +230,9 @@ class MovingShapesVideo:
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
-        scene = _sample_scene(rng, self.size, self.num_frames)
-        t = np.arange(self.num_frames, dtype=np.float64)[:, None]
-        free = scene.start[None] + t * scene.velocity[None]
-        centers = _bounce(free, scene.radius, self.size - scene.radius)
+        scene = _sample_scene(rng, self.size, self.num_frames, self.style)
         return {
-            "pixels": _render(scene, centers, self.size),
+            "pixels": _render(scene, self.num_frames, self.size),
             "labels": _labels(scene, self.size, True),
         }
 
@@ -184,6 +245,7 @@ class ShapesImages:
     size: int
     seed: int = 0
     split: str = "train"
+    style: SceneStyle = SceneStyle()
 
     def __post_init__(self):
         if self.num_examples < 1 or self.size < 8:
@@ -198,6 +260,6 @@ class ShapesImages:
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
-        scene = _sample_scene(rng, self.size, 1)
-        frame = _render(scene, scene.start[None], self.size)[0]
+        scene = _sample_scene(rng, self.size, 1, self.style)
+        frame = _render(scene, 1, self.size)[0]
         return {"pixels": frame, "labels": _labels(scene, self.size, False)}

@@ -1,7 +1,7 @@
 """Spatial views of decoded frames: random-resized crop + flip (train), centre crop (eval).
 
 Frames stay uint8 end to end: crops are resampled with Pillow on uint8 and the result is uint8,
-because the train step normalises on device (`train.objective.normalize_pixels`, ImageNet
+because the train step normalises on device (`models.inputs.normalize_pixels`, ImageNet
 mean/std), which is cheaper than shipping float32 from the host. Every random draw comes from the
 generator passed in, so a view is a pure function of (frames, generator state).
 

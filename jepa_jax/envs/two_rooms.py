@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import need_under
 
 Layout = dict[str, jax.Array]  # {"wall_x": float32 [], "door_y": float32 []}
 
@@ -75,9 +75,7 @@ def from_config(env_config: Mapping[str, Any]) -> TwoRooms:
 def validate(env: TwoRooms) -> None:
     """Raise ConfigError if the geometry cannot hold two rooms joined by a door."""
 
-    def need(cond: bool, key: str, value: Any, expected: str) -> None:
-        if not cond:
-            raise ConfigError(f"config.env.{key}={value!r} is invalid: expected {expected}")
+    need = need_under("env")
 
     need(env.size >= 16, "image_size", env.size, "an integer >= 16")
     need(0 < env.border < env.size / 4, "border", env.border, f"in (0, {env.size / 4})")

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from jepa_jax.models.inputs import normalize_pixels
 from jepa_jax.models.layers import Block, layer_norm
 from jepa_jax.models.vit import VisionTransformer, patchify
 from jepa_jax.sharding import batch_sharding
-from jepa_jax.train.objective import normalize_pixels
 
 FeatureFn = Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
 

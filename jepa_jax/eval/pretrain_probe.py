@@ -12,7 +12,6 @@ that does not beat both baselines is marked, and writes {"trained", "random_init
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -22,10 +21,11 @@ import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from jepa_jax import rundir
 from jepa_jax.data import labels, pipeline
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.linear_probe import fit_linear_probe, pooled_features, prepare_features
-from jepa_jax.train.state import init_encoder_params
+from jepa_jax.models.init import init_encoder_params
 
 RESULTS_FILE = "probe_results.json"
 
@@ -147,9 +147,5 @@ def run_pretrain_probe(
         f"pixels {results['pixels']:.3f}"
     )
     if jax.process_index() == 0:
-        path = os.path.join(workdir, RESULTS_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, path)  # never leave a half-written results file
+        rundir.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
     return results

@@ -30,7 +30,7 @@ from flax import linen as nn
 
 from jepa_jax.data import pipeline
 from jepa_jax.data.labels import KNOWN_CLASSES
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import ConfigError, need_under
 from jepa_jax.eval.attentive_probe import fit_attentive_probe
 from jepa_jax.eval.features import (
     FrozenEncoder,
@@ -56,9 +56,7 @@ BASELINES = ("random_init", "pixels")
 def validate_probe_config(probe: Mapping[str, Any], depth: int) -> None:
     """ConfigError naming the key for probe settings that cannot work with this encoder."""
 
-    def need(cond: bool, key: str, value: Any, expected: str) -> None:
-        if not cond:
-            raise ConfigError(f"config.probe.{key}={value!r} is invalid: expected {expected}")
+    need = need_under("probe")
 
     probes, baselines = tuple(probe.probes), tuple(probe.baselines)
     need(bool(probes) and set(probes) <= set(PROBES), "probes", probes, f"a subset of {PROBES}")
@@ -280,7 +278,7 @@ def run_eval(
         )
     ]
     if "random_init" in probe.baselines:
-        from jepa_jax.train.state import init_encoder_params
+        from jepa_jax.models.init import init_encoder_params
 
         random_params = jax.jit(
             lambda k: nn.meta.unbox(init_encoder_params(module, k, cfg.input_shape)),
@@ -342,7 +340,7 @@ def run_learning_curve(
       The curve written to <workdir>/learning_curve.json: {"task", "chance", "steps",
       "trained": {probe: [accuracy per step]}, "baselines": {encoder: {probe: accuracy}}}.
     """
-    from jepa_jax.export.checkpoints import committed_steps
+    from jepa_jax.rundir import committed_steps
 
     available = committed_steps(checkpoint)
     if not available:

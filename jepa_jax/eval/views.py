@@ -26,10 +26,6 @@ class ViewSpec:
     crop_size: int
     num_views: int
 
-    @property
-    def views_per_example(self) -> int:
-        return self.num_clips * self.num_views
-
 
 def evenly_spaced(total: int, length: int, count: int) -> list[int]:
     """`count` start offsets of windows of `length` in [0, total), first at 0, last at the end

@@ -17,60 +17,12 @@ from absl import logging
 from flax import linen as nn
 
 from jepa_jax import rundir
-from jepa_jax.checkpoint import STATE
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.layers import unstack_layers
 from jepa_jax.models.param_layout import check_same_shapes
 
 TARGET_ENCODER = ("target_params", "encoder")
-
-
-def committed_steps(workdir: str) -> list[int]:
-    """Steps with a committed checkpoint in `<workdir>/checkpoints`, ascending.
-
-    Read-only: orbax renames a save into its `<step>` directory only when it is complete, so
-    in-progress saves (temporary names) of a run still training are ignored, never touched.
-    """
-    directory = os.path.join(workdir, rundir.CHECKPOINT_DIR)
-    if not os.path.isdir(directory):
-        return []
-    return sorted(
-        int(name)
-        for name in os.listdir(directory)
-        if name.isdigit() and os.path.isdir(os.path.join(directory, name, STATE))
-    )
-
-
-def find_checkpoint(path: str, step: int | None = None) -> tuple[str, int]:
-    """(workdir, step) for a training workdir (latest step, or `step`) or a
-    `<workdir>/checkpoints/<step>` directory.
-
-    Raises:
-      ConfigError: no such directory, no committed checkpoint, or no such step.
-    """
-    path = os.path.abspath(path)
-    if not os.path.isdir(path):
-        raise ConfigError(f"checkpoint path not found: {path!r}")
-    parent = os.path.dirname(path)
-    if os.path.basename(parent) == rundir.CHECKPOINT_DIR and os.path.basename(path).isdigit():
-        path_step = int(os.path.basename(path))
-        if step is not None and step != path_step:
-            raise ConfigError(f"step {step} asked for, but {path!r} is the step-{path_step} one")
-        workdir, step = os.path.dirname(parent), path_step
-    else:
-        workdir = path
-    steps = committed_steps(workdir)
-    if not steps:
-        raise ConfigError(
-            f"{workdir!r} holds no committed checkpoint (expected {rundir.CHECKPOINT_DIR}/<step>/"
-            f"{STATE} written by `jepa-jax train`)"
-        )
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise ConfigError(f"no checkpoint at step {step} in {workdir!r}; it has steps {steps}")
-    return workdir, step
 
 
 @contextlib.contextmanager
@@ -86,7 +38,7 @@ def _quiet_orbax():
 
 def expected_encoder_shapes(cfg: EncoderConfig) -> Any:
     """ShapeDtypeStructs of the (unscanned) encoder params `cfg` describes, without allocating."""
-    from jepa_jax.train.state import init_encoder_params
+    from jepa_jax.models.init import init_encoder_params
 
     module = cfg.build()
     shapes = jax.eval_shape(
@@ -112,10 +64,10 @@ def restore_target_encoder(
       ConfigError: not a workdir, no config.json, no checkpoint, or a checkpoint whose encoder
         does not match the config's model (e.g. another model size).
     """
-    workdir, step = find_checkpoint(path, step)
+    workdir, step = rundir.find_checkpoint(path, step)
     config = rundir.read_config(workdir)
     cfg = EncoderConfig.from_train_config(config)
-    state_dir = os.path.join(workdir, rundir.CHECKPOINT_DIR, str(step), STATE)
+    state_dir = os.path.join(workdir, rundir.CHECKPOINT_DIR, str(step), rundir.STATE_ITEM)
     checkpointer = ocp.PyTreeCheckpointer()
     with _quiet_orbax():
         metadata = checkpointer.metadata(state_dir).item_metadata.tree

@@ -154,7 +154,7 @@ def encoder_apply_fn(cfg: EncoderConfig, dtype=jnp.float32) -> Callable:
     `pixels` are uint8 [B, (T,) H, W, 3] (normalised inside, ImageNet mean/std) or already
     normalised floats; `token_idx` optionally selects tokens as in training (a context mask).
     """
-    from jepa_jax.train.objective import normalize_pixels
+    from jepa_jax.models.inputs import normalize_pixels
 
     module = cfg.build(dtype)
 

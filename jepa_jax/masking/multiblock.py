@@ -46,6 +46,8 @@ class BlockConfig:
       aspect_ratio: (min, max) of block height/width.
       temporal_scale: (min, max) fraction of the time steps a block spans (3D only).
       max_temporal_keep: context may only use the first fraction of time steps (3D only).
+      full_complement: the target is every token outside the context (V-JEPA 2's option; with
+        max_temporal_keep < 1 it includes all later time steps: "predict the future").
     """
 
     num_blocks: int
@@ -53,6 +55,7 @@ class BlockConfig:
     aspect_ratio: tuple[float, float] = (0.75, 1.5)
     temporal_scale: tuple[float, float] = (1.0, 1.0)
     max_temporal_keep: float = 1.0
+    full_complement: bool = False
 
     def __post_init__(self):
         if self.num_blocks < 1:
@@ -106,6 +109,8 @@ def draw_target_3d(rng: np.random.Generator, grid: tuple[int, int, int], cfg: Bl
     context = ~target
     keep_t = max(1, int(gt * cfg.max_temporal_keep))
     context[keep_t:] = False
+    if cfg.full_complement:
+        target = ~context
     return target, context
 
 

@@ -131,6 +131,7 @@ def build_mask_sampler(mask_config: Mapping[str, Any], grid: Sequence[int]) -> M
                 b.pop("temporal_scale", (1.0, 1.0)), f"mask.blocks.{name}.temporal_scale"
             ),
             max_temporal_keep=float(b.pop("max_temporal_keep", 1.0)),
+            full_complement=bool(b.pop("full_complement", False)),
         )
         if b:
             raise MaskError(f"mask.blocks.{name} has unknown fields {sorted(b)}")

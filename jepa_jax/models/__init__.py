@@ -73,9 +73,13 @@ def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
 
 
 def build_predictor(
-    model_config: Mapping[str, Any], out_width: int, num_mask_tokens: int
+    model_config: Mapping[str, Any],
+    out_width: int,
+    num_mask_tokens: int,
+    context_head: bool = False,
 ) -> Predictor:
-    """The predictor of `model.predictor`, projecting back to `out_width` (the encoder width)."""
+    """The predictor of `model.predictor`, projecting back to `out_width` (the encoder width);
+    `context_head` adds the dense loss's head for the context tokens."""
     pred = model_config["predictor"]
     width = int(pred["width"])
     return Predictor(
@@ -88,6 +92,7 @@ def build_predictor(
         zero_init_mask_tokens=bool(pred["zero_init_mask_tokens"]),
         uniform_power=bool(model_config["encoder"]["uniform_power"]),
         pos_embed=encoder_pos_embed(model_config),
+        context_head=context_head,
         **_common(model_config),
     )
 

@@ -396,15 +396,16 @@ def unstack_layers(tree: Any) -> Any:
     return out
 
 
-def norm_and_project_out(x: jax.Array, out_width: int, dtype: Dtype) -> jax.Array:
+def norm_and_project_out(x: jax.Array, out_width: int, dtype: Dtype, prefix: str = "") -> jax.Array:
     """A predictor's head: final LayerNorm ("norm") then a Dense back to the encoder width
     ("proj"); [..., W] -> [..., out_width]. Call inside the predictor's compact method, so the
-    two modules are its children (the param names the converters and checkpoints rely on)."""
-    x = layer_norm("norm", dtype)(x)
+    two modules are its children (the param names the converters and checkpoints rely on);
+    `prefix` names a second head ("context_norm", "context_proj")."""
+    x = layer_norm(f"{prefix}norm", dtype)(x)
     return nn.Dense(
         out_width,
         dtype=dtype,
         kernel_init=dense_init(("embed", "embed_out")),
         bias_init=zeros_init(("embed_out",)),
-        name="proj",
+        name=f"{prefix}proj",
     )(x)

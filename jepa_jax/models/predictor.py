@@ -26,6 +26,9 @@ class Predictor(nn.Module):
     index. After the blocks, only the mask-token outputs are normed and projected back to the
     encoder width. Attention is bidirectional over [context | targets].
 
+    With `context_head` (V-JEPA 2.1's dense predictive loss) the context tokens' outputs go
+    through a second head of their own, and the call returns (targets, context) predictions.
+
     `pos_embed` follows the encoder's: "sincos_wh" selects the I-JEPA 2D channel order; "rope"
     (V-JEPA 2 encoders) still gives the predictor sin-cos positions (V-JEPA 2's RoPE predictor,
     which also sorts tokens by position, is not implemented).
@@ -45,6 +48,7 @@ class Predictor(nn.Module):
     remat_policy: str = "none"
     attention_impl: str = "auto"
     pos_embed: str = "sincos"
+    context_head: bool = False
 
     @nn.compact
     def __call__(
@@ -65,7 +69,8 @@ class Predictor(nn.Module):
           mask_id: static index of the mask token to use (one per mask config).
 
         Returns:
-          [B, Kt, out_width] predictions.
+          [B, Kt, out_width] predictions; with `context_head`, also [B, Kc, out_width]
+          predictions of the context tokens' own (target-encoder) features.
         """
         if not 0 <= mask_id < self.num_mask_tokens:
             raise ValueError(f"mask_id {mask_id} out of range for {self.num_mask_tokens} tokens")
@@ -90,4 +95,9 @@ class Predictor(nn.Module):
         h = transformer_like(self)(h)
         # LayerNorm is per token, so norming only the target slice equals the reference's
         # norm-then-slice and skips the context tokens' work.
-        return norm_and_project_out(h[:, ctx.shape[1] :], self.out_width, self.dtype)
+        kc = ctx.shape[1]
+        targets_out = norm_and_project_out(h[:, kc:], self.out_width, self.dtype)
+        if not self.context_head:
+            return targets_out
+        context_out = norm_and_project_out(h[:, :kc], self.out_width, self.dtype, "context_")
+        return targets_out, context_out

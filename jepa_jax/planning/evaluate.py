@@ -9,9 +9,6 @@ separately).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -205,16 +202,3 @@ def format_summary(name: str, summary: dict[str, float]) -> str:
         f"{summary['seconds_per_episode']:.2f} s/episode "
         f"(+{summary['compile_seconds']:.0f} s compile)"
     )
-
-
-def write_json(path: str, payload: dict) -> None:
-    """Write JSON atomically (temp file + rename), so a failed run never leaves half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

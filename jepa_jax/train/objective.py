@@ -7,6 +7,17 @@ For each mask config m (one for I-JEPA, two for V-JEPA):
   L_m = mean |p - h|^e / e     (e = 1 for L1; L2 and smooth-L1 also available)
 and the loss is the mean over mask configs. The target encoder runs once, on the full input.
 
+Dense predictive loss (V-JEPA 2.1, `context_weight` > 0): the predictor's second head also
+predicts the *context* tokens' target features, c = predictor_ctx(...) [B*G, Kc, D], and
+
+  L_ctx,m = mean_(i, d) w_i |c_id - h_id|^e / e,   w_i = 1 / sqrt(d_i) or 1,
+  L       = mean_m L_m + lambda(step) * mean_m L_ctx,m
+
+where d_i is the grid distance (in tokens, over (t,) h, w) from context token i to the nearest
+target token of its sample, and lambda ramps linearly from 0 to `context_weight` over the steps
+`context_ramp` = (start, end) (a constant weight when end <= start). The context term makes every
+visible output token carry its own local content instead of only what the masked positions need.
+
 Options (config.target, config.regularizer): without EMA the target encoder is the online one
 (and, without stop-gradient, differentiated too); a collapse regularizer (train/regularizers.py)
 on the context encoder's output tokens adds weight * R(z) to the loss.
@@ -19,42 +30,60 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jepa_jax.models.inputs import layer_norm_nonaffine, normalize_pixels
 from jepa_jax.models.vit import gather_tokens, token_grid
 
-# ImageNet statistics, as the reference's normalisation (numpy: importing this module must not
-# start a JAX backend).
-PIXEL_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
-PIXEL_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255.0
 
-
-def normalize_pixels(pixels: jax.Array, dtype=jnp.float32) -> jax.Array:
-    """uint8 (or float 0..255) pixels [..., 3] -> normalised floats. Done on device, so the host
-    ships uint8 (4x less transfer)."""
-    x = (pixels.astype(jnp.float32) - PIXEL_MEAN) / PIXEL_STD
-    return x.astype(dtype)
-
-
-def layer_norm_nonaffine(h: jax.Array, eps: float = 1e-6) -> jax.Array:
-    """LayerNorm over the last axis without scale or bias (the reference's target normalisation)."""
-    h = h.astype(jnp.float32)
-    mean = h.mean(-1, keepdims=True)
-    var = jnp.square(h - mean).mean(-1, keepdims=True)
-    return (h - mean) * jax.lax.rsqrt(var + eps)
-
-
-def latent_loss(pred: jax.Array, target: jax.Array, kind: str) -> jax.Array:
-    """Mean elementwise loss between predictions and targets (float32 scalar)."""
+def latent_loss(
+    pred: jax.Array, target: jax.Array, kind: str, token_weights: jax.Array | None = None
+) -> jax.Array:
+    """Mean elementwise loss between predictions and targets [B, K, D] (float32 scalar);
+    `token_weights` [B, K] multiply each token's elementwise losses before the mean."""
     diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
     if kind == "l1":
-        return jnp.abs(diff).mean()
-    if kind == "l2":
-        return 0.5 * jnp.square(diff).mean()
-    if kind == "smooth_l1":  # Huber with beta 1 (the I-JEPA code)
+        elementwise = jnp.abs(diff)
+    elif kind == "l2":
+        elementwise = 0.5 * jnp.square(diff)
+    elif kind == "smooth_l1":  # Huber with beta 1 (the I-JEPA code)
         a = jnp.abs(diff)
-        return jnp.where(a < 1.0, 0.5 * a * a, a - 0.5).mean()
-    raise ValueError(f"unknown loss type {kind!r}; expected 'l1', 'l2' or 'smooth_l1'")
+        elementwise = jnp.where(a < 1.0, 0.5 * a * a, a - 0.5)
+    else:
+        raise ValueError(f"unknown loss type {kind!r}; expected 'l1', 'l2' or 'smooth_l1'")
+    if token_weights is not None:
+        elementwise = elementwise * token_weights[..., None].astype(jnp.float32)
+    return elementwise.mean()
+
+
+def token_coordinates(idx: jax.Array, grid: tuple[int, ...]) -> jax.Array:
+    """Flat raster token indices [...] -> float32 grid coordinates [..., len(grid)]."""
+    coords, rest = [], idx
+    for extent in reversed(grid):
+        coords.append(rest % extent)
+        rest = rest // extent
+    return jnp.stack(coords[::-1], axis=-1).astype(jnp.float32)
+
+
+def context_distance_weights(
+    ctx_idx: jax.Array, tgt_idx: jax.Array, grid: tuple[int, ...]
+) -> jax.Array:
+    """V-JEPA 2.1's weights 1 / sqrt(d) [B, Kc], d the Euclidean grid distance (tokens) from each
+    context token to the nearest target token of the same sample (d >= 1: the sets are
+    disjoint). ctx_idx [B, Kc], tgt_idx [B, Kt]; data only, so no gradient."""
+    c = token_coordinates(ctx_idx, grid)[:, :, None]  # [B, Kc, 1, n]
+    t = token_coordinates(tgt_idx, grid)[:, None]  # [B, 1, Kt, n]
+    nearest = jnp.square(c - t).sum(-1).min(-1)  # squared distance [B, Kc]
+    return jax.lax.stop_gradient(jax.lax.rsqrt(jnp.sqrt(jnp.maximum(nearest, 1.0))))
+
+
+def context_loss_weight(weight: float, ramp: tuple[int, int], step: jax.Array | int) -> jax.Array:
+    """lambda(step): 0 before ramp[0], linear up to `weight` at ramp[1], then constant; a
+    constant `weight` from ramp[0] on when ramp[1] <= ramp[0]."""
+    start, end = ramp
+    step = jnp.asarray(step, jnp.float32)
+    if end <= start:
+        return jnp.where(step >= start, weight, 0.0).astype(jnp.float32)
+    return weight * jnp.clip((step - start) / (end - start), 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +100,10 @@ class JepaObjective:
     stop_gradient: bool = True  # False (only with ema_target False): gradient through targets
     regularizer: Any = None  # train.regularizers.Regularizer or None
     regularizer_seed: int = 0  # slice directions: key(seed) folded with the step
+    # Dense predictive loss (module docstring); the predictor needs `context_head` when > 0.
+    context_weight: float = 0.0
+    context_ramp: tuple[int, int] = (0, 0)
+    context_distance_weighting: bool = False
 
     def target_features(self, target_params: Any, x: jax.Array) -> jax.Array:
         """Target-encoder features of the full input, [B, N, D], with no gradient."""
@@ -103,15 +136,18 @@ class JepaObjective:
             if self.stop_gradient:
                 h = jax.lax.stop_gradient(h)
         h_normed = layer_norm_nonaffine(h)
-        losses, contexts = [], []
+        dense = self.context_weight > 0
+        losses, context_losses, contexts = [], [], []
         for mask_id, mask in enumerate(batch["masks"]):
             ctx_idx, tgt_idx = mask["context"], mask["target"]
             b, groups, kt = tgt_idx.shape
             z = self.encoder.apply({"params": params["encoder"]}, x, ctx_idx)
             contexts.append(z)
+            ctx_target = gather_tokens(h_normed, ctx_idx) if dense else None
             if groups > 1:  # I-JEPA: context repeated once per target block, b-major.
                 z = jnp.repeat(z, groups, axis=0)
                 ctx_idx = jnp.repeat(ctx_idx, groups, axis=0)
+                ctx_target = jnp.repeat(ctx_target, groups, axis=0) if dense else None
             pred = self.predictor.apply(
                 {"params": params["predictor"]},
                 z,
@@ -120,12 +156,26 @@ class JepaObjective:
                 grid,
                 mask_id,
             )
+            if dense:
+                pred, ctx_pred = pred
+                weights = None
+                if self.context_distance_weighting:
+                    weights = context_distance_weights(
+                        ctx_idx, tgt_idx.reshape(b * groups, kt), grid
+                    )
+                context_losses.append(latent_loss(ctx_pred, ctx_target, self.loss_type, weights))
             target = gather_tokens(h_normed, tgt_idx.reshape(b, groups * kt))
             target = target.reshape(b * groups, kt, -1)
             losses.append(latent_loss(pred, target, self.loss_type))
         loss_per_mask = jnp.stack(losses)
         loss = loss_per_mask.mean()
         metrics = {}
+        if dense:
+            lam = context_loss_weight(self.context_weight, self.context_ramp, step)
+            metrics["loss_masked"] = loss
+            metrics["loss_context"] = jnp.stack(context_losses).mean()
+            metrics["context_weight"] = lam
+            loss = loss + lam * metrics["loss_context"]
         if self.regularizer is not None:
             key = jax.random.fold_in(jax.random.key(self.regularizer_seed), step)
             terms = []

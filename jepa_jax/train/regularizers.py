@@ -26,22 +26,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import ConfigError, need_under
 
 REGULARIZERS = ("none", "vicreg", "sigreg")
 
 
-def vicreg_terms(z: jax.Array, eps: float = 1e-4) -> tuple[jax.Array, jax.Array]:
-    """VICReg's variance and covariance terms of samples z [N, D] (float32 scalars).
+def vicreg_terms(
+    z: jax.Array, std_target: float = 1.0, eps: float = 1e-4
+) -> tuple[jax.Array, jax.Array]:
+    """VICReg's variance and covariance terms of samples z [..., D] (every leading axis pooled
+    into N samples; float32 scalars). The one VICReg of the package (JEPA and world model).
 
-    variance   = mean_d relu(1 - sqrt(Var_n z_d + eps))      (hinge keeping every std >= 1)
-    covariance = sum_{i != j} Cov(z)_ij^2 / D                 (decorrelates the dimensions)
+    variance   = mean_d relu(std_target - sqrt(Var_n z_d + eps))  (keeps every std up)
+    covariance = sum_{i != j} Cov(z)_ij^2 / D                     (decorrelates the dimensions)
+
+    Variances and covariances are unbiased (divided by N - 1), as the references' torch.var.
     """
-    z = z.astype(jnp.float32)
+    z = z.reshape(-1, z.shape[-1]).astype(jnp.float32)
     n, d = z.shape
     z = z - z.mean(axis=0)
     std = jnp.sqrt(jnp.square(z).sum(axis=0) / max(n - 1, 1) + eps)
-    variance = jnp.maximum(0.0, 1.0 - std).mean()
+    variance = jnp.maximum(0.0, std_target - std).mean()
     cov = (z.T @ z) / max(n - 1, 1)
     off_diagonal = cov - jnp.diag(jnp.diag(cov))
     return variance, jnp.square(off_diagonal).sum() / d
@@ -115,11 +120,10 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
     """The regularizer of `config.regularizer` (None for type "none"); ConfigError if invalid."""
     r = config["regularizer"]
 
+    section = need_under("regularizer")
+
     def need(cond: bool, key: str, expected: str) -> None:
-        if not cond:
-            raise ConfigError(
-                f"config.regularizer.{key}={r[key]!r} is invalid: expected {expected}"
-            )
+        section(cond, key, r[key], expected)
 
     need(r["type"] in REGULARIZERS, "type", f"one of {REGULARIZERS}")
     if r["type"] == "none":

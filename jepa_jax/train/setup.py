@@ -15,6 +15,7 @@ import optax
 from jax.sharding import Mesh
 
 from jepa_jax.data import pipeline
+from jepa_jax.errors import need_under
 from jepa_jax.masking import MaskSampler, build_mask_sampler
 from jepa_jax.models import (
     Predictor,
@@ -99,6 +100,22 @@ class Trainer:
         )
 
 
+def dense_loss_from_config(config: Mapping[str, Any]) -> tuple[float, tuple[int, int]]:
+    """(context_weight, context_ramp) of `config.loss`; ConfigError for values that cannot work."""
+    loss = config.loss
+    need = need_under("loss")
+    weight = float(loss.get("context_weight", 0.0))
+    need(weight >= 0, "context_weight", loss.get("context_weight"), "a number >= 0")
+    ramp = tuple(loss.get("context_ramp", (0, 0)))
+    need(
+        len(ramp) == 2 and all(int(r) == r and r >= 0 for r in ramp),
+        "context_ramp",
+        ramp,
+        "(start, end) steps, integers >= 0",
+    )
+    return weight, (int(ramp[0]), int(ramp[1]))
+
+
 def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = None) -> Trainer:
     """Resolve a training config (raises ConfigError for values that cannot work).
 
@@ -113,7 +130,10 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
     grid = token_grid((1,) + example_shape, int(enc_cfg.patch_size), int(enc_cfg.tubelet_size))
     sampler = build_mask_sampler(config.mask, grid)
     encoder = build_encoder(config.model)
-    predictor = build_predictor(config.model, encoder.width, len(sampler.specs))
+    context_weight, context_ramp = dense_loss_from_config(config)
+    predictor = build_predictor(
+        config.model, encoder.width, len(sampler.specs), context_head=context_weight > 0
+    )
     total_steps = int(config.total_steps)
     tx = optim.make_optimizer(config.optim, total_steps)
     ema_target, stop_gradient = target_mode_from_config(config)
@@ -136,6 +156,9 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
         stop_gradient=stop_gradient,
         regularizer=regularizer_from_config(config),
         regularizer_seed=int(config.seed) + 3,  # its own stream, apart from init and data
+        context_weight=context_weight,
+        context_ramp=context_ramp,
+        context_distance_weighting=bool(config.loss.context_distance_weight),
     )
     init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler)
     return Trainer(

@@ -24,31 +24,8 @@ from jax.sharding import Mesh
 
 from jepa_jax.masking import MaskSampler
 from jepa_jax.models import Predictor, VisionTransformer
-from jepa_jax.models.layers import rescale_residual_projections
+from jepa_jax.models.init import init_encoder_params, init_predictor_params
 from jepa_jax.sharding import check_divisible, tree_shardings
-
-
-def init_encoder_params(
-    encoder: VisionTransformer, rng: jax.Array, input_shape: tuple[int, ...]
-) -> Any:
-    """Boxed encoder params with the reference init (incl. residual-projection rescaling)."""
-    x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
-    params = encoder.init(rng, x)["params"]
-    params = dict(params)
-    params["transformer"] = rescale_residual_projections(params["transformer"], encoder.depth)
-    return params
-
-
-def init_predictor_params(
-    predictor: Predictor, rng: jax.Array, grid: tuple[int, ...], num_context: int, num_target: int
-) -> Any:
-    """Boxed predictor params (shapes do not depend on the token counts used here)."""
-    ctx = jnp.zeros((1, num_context, predictor.out_width), jnp.float32)
-    ctx_idx = jnp.zeros((1, num_context), jnp.int32)
-    tgt_idx = jnp.zeros((1, num_target), jnp.int32)
-    params = dict(predictor.init(rng, ctx, ctx_idx, tgt_idx, grid, 0)["params"])
-    params["transformer"] = rescale_residual_projections(params["transformer"], predictor.depth)
-    return params
 
 
 def make_init_fn(

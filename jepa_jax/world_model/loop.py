@@ -16,7 +16,7 @@ from typing import Any
 import jax
 from absl import logging
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, rundir
 from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.train.reporting import Reporter
 from jepa_jax.train.runner import restore_or_create, run_steps
@@ -54,6 +54,8 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
     mesh, total_steps = trainer.mesh, int(config.total_steps)
     abstract = trainer.abstract_state()  # checks that the mesh divides the model
     os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:  # lets `jepa-jax plan` rebuild the model from the workdir alone
+        rundir.write_config(workdir, config)
     ckpt = Checkpointer(workdir, int(config.checkpoint_every), int(config.keep_checkpoints))
     reporter = WorldModelReporter(
         workdir, total_steps, int(config.batch_size), jax.process_index() == 0, unit="sequences"

@@ -18,8 +18,8 @@ from flax import linen as nn
 from jepa_jax.envs.two_rooms import TwoRooms
 from jepa_jax.models import build_encoder, compute_dtype, token_grid
 from jepa_jax.models.ac_predictor import ActionConditionedPredictor
+from jepa_jax.models.inputs import layer_norm_nonaffine
 from jepa_jax.models.vit import VisionTransformer
-from jepa_jax.train.objective import layer_norm_nonaffine
 
 
 class InverseDynamics(nn.Module):

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.world_model import regularizers
+from jepa_jax.train.regularizers import vicreg_terms
 from jepa_jax.world_model.model import WorldModel
 
 LOSS_WEIGHTS = (
@@ -34,6 +34,13 @@ LOSS_WEIGHTS = (
     "inverse_dynamics",
 )
 REGULARISERS = ("variance", "covariance", "time_similarity", "inverse_dynamics")
+
+
+def time_similarity(z: jax.Array) -> jax.Array:
+    """Mean squared difference of consecutive latents: z [B, T, ...] -> scalar. Makes the latent
+    change smoothly along a trajectory."""
+    diff = z[:, 1:].astype(jnp.float32) - z[:, :-1].astype(jnp.float32)
+    return jnp.mean(jnp.square(diff))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +103,8 @@ class WorldModelObjective:
         terms = {"teacher_forcing": jnp.mean(jnp.abs(pred - z[:, 1:]))}
         terms["rollout"] = self.rollout_loss(params["predictor"], z, actions, states, pred[:, 0])
         if self.encoder_trainable:
-            terms["variance"] = regularizers.variance_hinge(z, self.variance_target)
-            terms["covariance"] = regularizers.covariance_penalty(z)
-            terms["time_similarity"] = regularizers.time_similarity(z)
+            terms["variance"], terms["covariance"] = vicreg_terms(z, self.variance_target)
+            terms["time_similarity"] = time_similarity(z)
             idm = self.model.idm.apply({"params": params["idm"]}, z[:, :-1], z[:, 1:])
             terms["inverse_dynamics"] = jnp.mean(jnp.square(idm - self.model.mean_action(actions)))
         loss = sum(self.weights[k] * v for k, v in terms.items())

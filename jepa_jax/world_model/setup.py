@@ -11,7 +11,6 @@ State (a plain dict, created directly sharded like the JEPA state):
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,15 +20,17 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
+from jepa_jax import rundir
 from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import need
+from jepa_jax.models.init import init_encoder_params
 from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
 from jepa_jax.train import optim
 from jepa_jax.train.monitors import feature_stats
 from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
-from jepa_jax.train.state import abstract_state, create_state, init_encoder_params
+from jepa_jax.train.state import abstract_state, create_state
 from jepa_jax.world_model import data
 from jepa_jax.world_model.model import WorldModel, build_world_model
 from jepa_jax.world_model.objective import WorldModelObjective
@@ -41,10 +42,6 @@ DATA_SEED_OFFSET = 3
 def validate_world_model_config(config: Mapping[str, Any]) -> None:
     """Raise ConfigError for world-model settings that cannot work."""
     wm = config["world_model"]
-
-    def need(cond: bool, key: str, value: Any, expected: str) -> None:
-        if not cond:
-            raise ConfigError(f"config.{key}={value!r} is invalid: expected {expected}")
 
     need(int(wm.action_chunk) >= 1, "world_model.action_chunk", wm.action_chunk, "an integer >= 1")
     need(int(wm.num_steps) >= 1, "world_model.num_steps", wm.num_steps, "an integer >= 1")
@@ -224,24 +221,17 @@ def restore_world_model(
 
     Args:
       config: the run's config (it fixes the shapes to restore into).
-      workdir: the run's directory (holding checkpoints/), or its checkpoints/ directory.
+      workdir: the run's directory, its checkpoints/ directory or a checkpoints/<step> one.
       step: the checkpoint step; None = the latest.
 
     Raises ConfigError if there is no checkpoint there.
     """
     from jepa_jax.checkpoint import Checkpointer  # orbax: only when restoring
 
-    path = os.path.abspath(workdir)
-    if os.path.basename(path) == "checkpoints":
-        path = os.path.dirname(path)
-    if not os.path.isdir(os.path.join(path, "checkpoints")):
-        raise ConfigError(f"no checkpoints/ directory in {workdir!r} (from --checkpoint)")
+    path, step = rundir.find_checkpoint(rundir.run_root(workdir), step)
     trainer = build_world_model_trainer(config, jax.devices()[:1])
     ckpt = Checkpointer(path, 1, 1, async_save=False)
     try:
-        step = ckpt.latest_step() if step is None else step
-        if step is None:
-            raise ConfigError(f"no checkpoint found in {workdir!r} (from --checkpoint)")
         with jax.set_mesh(trainer.mesh):
             state = ckpt.restore(step, trainer.abstract_state(), None)
     finally:
