@@ -177,7 +177,22 @@ class _OrbaxFailureFilter(logging_std.Filter):
             return True
         if "orbax" in record.pathname:
             return False
-        return not (record.name == "asyncio" and "orbax" in str(record.getMessage()))
+        return not (record.name == "asyncio" and _mentions_orbax(record))
+
+
+def _mentions_orbax(record: logging_std.LogRecord) -> bool:
+    """Whether an asyncio record is about an orbax write: its message names orbax, or its
+    exception was raised in orbax code ("Future exception was never retrieved" records carry
+    only the exception's repr, e.g. FileNotFoundError(2, '...'), and the traceback)."""
+    if "orbax" in str(record.getMessage()):
+        return True
+    error = record.exc_info[1] if record.exc_info else None
+    tb = error.__traceback__ if error is not None else None
+    while tb is not None:
+        if "orbax" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _quiet_orbax_failure_logs() -> None:

@@ -321,3 +321,35 @@ def test_sigterm_during_start_up_exits_cleanly(tmp_path):
     before_steps = len(lines) == 1 and "stopped by signal 15 outside the training steps" in lines[0]
     at_first_step = not lines and "stopped by signal 15 after step 1; checkpoint saved" in out
     assert before_steps or at_first_step, (out, err)
+
+
+def test_orbax_failure_filter_drops_asyncio_reports_of_orbax_writes():
+    # asyncio's "Future exception was never retrieved" after a failed save names only the
+    # exception's repr; the traceback shows it came from orbax, and the save failure has already
+    # been reported as one line.
+    import logging
+    import sys
+
+    from jepa_jax.checkpoint import _OrbaxFailureFilter
+
+    source = "def write():\n    raise FileNotFoundError(2, 'gone')\n"
+    code = compile(source, "orbax/path.py", "exec")
+    namespace = {}
+    exec(code, namespace)
+    try:
+        namespace["write"]()
+    except FileNotFoundError:
+        orbax_exc = sys.exc_info()
+    try:
+        raise FileNotFoundError(2, "elsewhere")
+    except FileNotFoundError:
+        other_exc = sys.exc_info()
+
+    def record(exc_info, msg="Future exception was never retrieved", name="asyncio"):
+        return logging.LogRecord(name, logging.ERROR, "base_events.py", 1, msg, None, exc_info)
+
+    keep = _OrbaxFailureFilter().filter
+    assert not keep(record(orbax_exc))
+    assert keep(record(other_exc))  # someone else's failure stays visible
+    assert not keep(record(None, msg="Task exception: orbax write failed"))
+    assert keep(record(orbax_exc, name="jepa_jax"))  # only asyncio's reports are dropped
