@@ -153,6 +153,10 @@ def base_config() -> ml_collections.ConfigDict:
     # end the run with one line naming the step and the last good checkpoint; "skip_step": go on
     # with the next batch (stopping after 10 such steps in a row).
     c.nan_policy = "stop"
+    # JAX's persistent compilation cache (jepa_jax/compile_cache.py): "workdir" =
+    # <workdir>/compile_cache (a resumed run loads its executables instead of compiling), a path
+    # = a cache shared by every run that names it, "" = off.
+    c.compile_cache_dir = "workdir"
     # Collapse guard (train/runner.py): a logged step whose effective rank of the target features
     # is below collapse_rank_fraction x the run's first logged rank is flagged ("collapse" in
     # metrics.jsonl / TensorBoard, a warning once); stop_on_collapse ends the run there.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
-from jepa_jax import distributed
+from jepa_jax import compile_cache, distributed
 from jepa_jax.commands.common import directory_flag, loaded_config, quiet_logging_unless_asked
 
 config_flags.DEFINE_config_file(
@@ -50,6 +50,9 @@ def main(argv: list[str]) -> None:
     )
     config = loaded_config()
     workdir = directory_flag("workdir")
+    cache = compile_cache.cache_dir(config, workdir)
+    if cache:  # before anything compiles
+        compile_cache.enable(cache)
     # heavy imports after flag parsing; config.method picks the training loop
     if config.method == "world_model":
         from jepa_jax.world_model.loop import train
@@ -57,3 +60,12 @@ def main(argv: list[str]) -> None:
         from jepa_jax.train.loop import train
 
     train(config, workdir)
+    import jax
+
+    if cache and jax.process_index() == 0:
+        counts = compile_cache.summary()
+        print(
+            f"compile cache {cache}: {counts['hits']} compilations loaded, "
+            f"{counts['misses']} compiled and stored",
+            flush=True,
+        )
