@@ -126,3 +126,11 @@ def test_bad_env_config_is_a_config_error():
     env.wall_x_range = (2.0, 60.0)
     with pytest.raises(ConfigError, match="wall_x_range"):
         two_rooms.from_config(env)
+
+
+def test_policy_config_errors_name_the_world_model_key():
+    keys = {"heading_std": 0.3, "step_min": 0.2, "door_rate": 1.5}
+    with pytest.raises(ConfigError, match=r"config.world_model.door_rate=1.5 is invalid"):
+        trajectories.policy_from_config(keys)
+    keys["door_rate"] = 0.35
+    assert trajectories.policy_from_config(keys).door_rate == 0.35

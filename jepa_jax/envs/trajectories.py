@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from jepa_jax.envs import two_rooms
 from jepa_jax.envs.two_rooms import TwoRooms
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import need_under
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,20 +34,18 @@ class ExplorationPolicy:
     door_rate: float = 0.35  # fraction of trajectories aimed through the door
 
 
-def policy_from_config(data_config: Mapping[str, Any]) -> ExplorationPolicy:
-    """The exploratory policy of `config.data` (world-model keys); raises ConfigError."""
+def policy_from_config(world_model_config: Mapping[str, Any]) -> ExplorationPolicy:
+    """The exploratory policy of `config.world_model` (heading_std, step_min, door_rate);
+    raises ConfigError naming the key."""
     policy = ExplorationPolicy(
-        heading_std=float(data_config["heading_std"]),
-        step_min=float(data_config["step_min"]),
-        door_rate=float(data_config["door_rate"]),
+        heading_std=float(world_model_config["heading_std"]),
+        step_min=float(world_model_config["step_min"]),
+        door_rate=float(world_model_config["door_rate"]),
     )
-    for key, value, ok, expected in (
-        ("heading_std", policy.heading_std, policy.heading_std >= 0, "a number >= 0"),
-        ("step_min", policy.step_min, 0 <= policy.step_min <= 1, "a fraction in [0, 1]"),
-        ("door_rate", policy.door_rate, 0 <= policy.door_rate <= 1, "a fraction in [0, 1]"),
-    ):
-        if not ok:
-            raise ConfigError(f"config.data.{key}={value!r} is invalid: expected {expected}")
+    need = need_under("world_model")
+    need(policy.heading_std >= 0, "heading_std", policy.heading_std, "a number >= 0")
+    need(0 <= policy.step_min <= 1, "step_min", policy.step_min, "a fraction in [0, 1]")
+    need(0 <= policy.door_rate <= 1, "door_rate", policy.door_rate, "a fraction in [0, 1]")
     return policy
 
 
