@@ -19,13 +19,13 @@ from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.convert.reference import infer_encoder_config, params_to_reference
 from jepa_jax.convert.sources import convert_source
 from jepa_jax.errors import ConfigError
-from jepa_jax.export.checkpoints import restore_target_encoder
 from jepa_jax.export.encoder_dir import (
     PARAMS_DIR,
     SAFETENSORS_FILE,
     read_encoder_dir,
     write_encoder_dir,
 )
+from jepa_jax.export.target_encoder import restore_target_encoder
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.inputs import normalize_pixels
 from jepa_jax.models.pos_embed import sincos_table

@@ -25,8 +25,8 @@ def main(argv: list[str]) -> None:
     quiet_logging_unless_asked()
     import jax
 
-    from jepa_jax.export.checkpoints import restore_target_encoder
     from jepa_jax.export.encoder_dir import write_encoder_dir
+    from jepa_jax.export.target_encoder import restore_target_encoder
 
     workdir = directory_flag("workdir")
     _, cfg, params, step = restore_target_encoder(workdir, _STEP.value)

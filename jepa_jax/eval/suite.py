@@ -41,8 +41,8 @@ from jepa_jax.eval.features import (
 from jepa_jax.eval.knn import knn_accuracy
 from jepa_jax.eval.linear_probe import fit_linear_probe
 from jepa_jax.eval.views import ViewSpec, check_views, cut_views
-from jepa_jax.export.checkpoints import restore_target_encoder
 from jepa_jax.export.encoder_dir import is_encoder_dir, read_encoder_config, read_encoder_dir
+from jepa_jax.export.target_encoder import restore_target_encoder
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.rundir import write_json_atomic
 from jepa_jax.sharding import create_mesh, replicated

@@ -95,7 +95,7 @@ def write_encoder_dir(
 
 
 def _expected_shapes(cfg: EncoderConfig) -> Any:
-    from jepa_jax.export.checkpoints import expected_encoder_shapes
+    from jepa_jax.export.target_encoder import expected_encoder_shapes
 
     return expected_encoder_shapes(cfg)
 
