@@ -38,14 +38,22 @@ def write_json_atomic(path: str, obj: Any) -> None:
         raise
 
 
+def _step_dir(path: str) -> tuple[str, int] | None:
+    """(workdir, step) when absolute `path` is a `<workdir>/checkpoints/<step>` directory."""
+    parent = os.path.dirname(path)
+    if os.path.basename(parent) == CHECKPOINT_DIR and os.path.basename(path).isdigit():
+        return os.path.dirname(parent), int(os.path.basename(path))
+    return None
+
+
 def run_root(path: str) -> str:
     """The training workdir of `path`: the workdir itself, its checkpoints/ directory or one of
     its checkpoints/<step> directories."""
     path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    if os.path.basename(parent) == CHECKPOINT_DIR and os.path.basename(path).isdigit():
-        return os.path.dirname(parent)
-    return parent if os.path.basename(path) == CHECKPOINT_DIR else path
+    step_dir = _step_dir(path)
+    if step_dir is not None:
+        return step_dir[0]
+    return os.path.dirname(path) if os.path.basename(path) == CHECKPOINT_DIR else path
 
 
 def write_config(workdir: str, config: Mapping[str, Any]) -> None:
@@ -91,8 +99,8 @@ def committed_steps(workdir: str) -> list[int]:
 
 
 def find_checkpoint(path: str, step: int | None = None) -> tuple[str, int]:
-    """(workdir, step) for a training workdir (latest step, or `step`) or a
-    `<workdir>/checkpoints/<step>` directory.
+    """(workdir, step) for a training workdir or its checkpoints/ directory (latest step, or
+    `step`) or a `<workdir>/checkpoints/<step>` directory.
 
     Raises:
       ConfigError: no such directory, no committed checkpoint, or no such step.
@@ -100,14 +108,14 @@ def find_checkpoint(path: str, step: int | None = None) -> tuple[str, int]:
     path = os.path.abspath(path)
     if not os.path.isdir(path):
         raise ConfigError(f"checkpoint path not found: {path!r}")
-    parent = os.path.dirname(path)
-    if os.path.basename(parent) == CHECKPOINT_DIR and os.path.basename(path).isdigit():
-        path_step = int(os.path.basename(path))
+    step_dir = _step_dir(path)
+    if step_dir is not None:
+        workdir, path_step = step_dir
         if step is not None and step != path_step:
             raise ConfigError(f"step {step} asked for, but {path!r} is the step-{path_step} one")
-        workdir, step = os.path.dirname(parent), path_step
+        step = path_step
     else:
-        workdir = path
+        workdir = run_root(path)
     steps = committed_steps(workdir)
     if not steps:
         raise ConfigError(

@@ -153,5 +153,7 @@ def test_scene_style_comes_from_the_data_config():
     config.data.update(distractors=2, texture=True)
     assert sources.scene_style(config.data) == SceneStyle(distractors=2, texture=True)
     config.data.distractors = -1
-    with pytest.raises(ConfigError, match="config.data.distractors must be >= 0, got -1"):
+    with pytest.raises(
+        ConfigError, match=r"config.data.distractors=-1 is invalid: expected an integer >= 0"
+    ):
         sources.scene_style(config.data)

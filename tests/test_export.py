@@ -178,3 +178,20 @@ def test_image_encoder_from_a_training_config():
     assert EncoderConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(ConfigError, match="has format 'other'"):
         EncoderConfig.from_json({"format": "other"})
+
+
+def test_run_layout_paths_resolve_to_the_workdir_and_step(tmp_path):
+    # A workdir, its checkpoints/ directory and a checkpoints/<step> directory all name the run.
+    for step in (3, 7):
+        os.makedirs(tmp_path / "checkpoints" / str(step) / rundir.STATE_ITEM)
+    os.makedirs(tmp_path / "checkpoints" / "9.orbax-checkpoint-tmp")  # an unfinished save
+    work, ckpts = str(tmp_path), str(tmp_path / "checkpoints")
+    step3 = str(tmp_path / "checkpoints" / "3")
+    assert rundir.run_root(work) == rundir.run_root(ckpts) == rundir.run_root(step3) == work
+    assert rundir.find_checkpoint(work) == rundir.find_checkpoint(ckpts) == (work, 7)
+    assert rundir.find_checkpoint(step3) == (work, 3)
+    assert rundir.find_checkpoint(work, 3) == (work, 3)
+    with pytest.raises(ConfigError, match="step 7 asked for, but .* is the step-3 one"):
+        rundir.find_checkpoint(step3, 7)
+    with pytest.raises(ConfigError, match=r"no checkpoint at step 5 .* it has steps \[3, 7\]"):
+        rundir.find_checkpoint(work, 5)

@@ -17,38 +17,37 @@ from typing import Any
 
 from jepa_jax.data import clip_shards, file_sources, moving_mnist, synthetic, tfds_source
 from jepa_jax.data.registry import register_source
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import need
 
 
 def scene_style(d: Mapping[str, Any]) -> synthetic.SceneStyle:
     """The built-in shapes sets' scene richness from the data config (defaults: a plain scene)."""
     distractors = int(d.get("distractors", 0))
-    if distractors < 0:
-        raise ConfigError(f"config.data.distractors must be >= 0, got {distractors}")
+    need(distractors >= 0, "data.distractors", distractors, "an integer >= 0")
     return synthetic.SceneStyle(distractors=distractors, texture=bool(d.get("texture", False)))
+
+
+def _shapes_args(d: Mapping[str, Any], split: str) -> dict[str, Any]:
+    """The arguments both built-in shapes sets take from the data config."""
+    return dict(
+        num_examples=int(d["num_examples"]),
+        size=int(d["image_size"]),
+        seed=int(d["seed"]),
+        split=split,
+        style=scene_style(d),
+    )
 
 
 register_source(
     "moving_shapes",
     lambda d, split: synthetic.MovingShapesVideo(
-        num_examples=int(d["num_examples"]),
-        num_frames=int(d["num_frames"]),
-        size=int(d["image_size"]),
-        seed=int(d["seed"]),
-        split=split,
-        style=scene_style(d),
+        num_frames=int(d["num_frames"]), **_shapes_args(d, split)
     ),
     lambda d: (int(d["num_frames"]), int(d["image_size"]), int(d["image_size"]), 3),
 )
 register_source(
     "shapes",
-    lambda d, split: synthetic.ShapesImages(
-        num_examples=int(d["num_examples"]),
-        size=int(d["image_size"]),
-        seed=int(d["seed"]),
-        split=split,
-        style=scene_style(d),
-    ),
+    lambda d, split: synthetic.ShapesImages(**_shapes_args(d, split)),
     lambda d: (int(d["image_size"]), int(d["image_size"]), 3),
 )
 

@@ -228,7 +228,7 @@ def restore_world_model(
     """
     from jepa_jax.checkpoint import Checkpointer  # orbax: only when restoring
 
-    path, step = rundir.find_checkpoint(rundir.run_root(workdir), step)
+    path, step = rundir.find_checkpoint(workdir, step)
     trainer = build_world_model_trainer(config, jax.devices()[:1])
     ckpt = Checkpointer(path, 1, 1, async_save=False)
     try:
