@@ -221,6 +221,10 @@ def base_config() -> ml_collections.ConfigDict:
             # sincos | sincos_wh (I-JEPA's 2D channel order) | rope (V-JEPA 2 3D RoPE in every
             # attention layer, no absolute table); see jepa_jax/models/vit.py
             pos_embed="sincos",
+            # V-JEPA 2.1 deep self-supervision: 0-based block indices (ending at the last block)
+            # whose normed outputs are all predicted; () = the last block only. The reference's
+            # are 4 levels, e.g. (2, 5, 8, 11) at depth 12; probes read the last level.
+            output_levels=(),
         )
     )
     c.model.predictor = ml_collections.ConfigDict(
