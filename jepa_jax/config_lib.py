@@ -329,6 +329,10 @@ def base_config() -> ml_collections.ConfigDict:
                 lrs=(3e-2, 1e-2, 5e-3, 3e-3, 1e-3, 3e-4, 1e-4),
                 weight_decays=(0.01, 0.1, 0.4, 0.8),
                 epochs=20,
+                # At least this many optimizer steps (more epochs on small sets): measured on
+                # 640 clips (10 steps per epoch), 20 epochs left a random encoder's shape probe
+                # at .39 +- .11 over seeds and 60 epochs gave .88 +- .02.
+                min_steps=600,
                 batch_size=64,
                 val_fraction=0.2,  # held out of the train examples to pick (lr, wd)
             ),

@@ -70,6 +70,8 @@ def validate_probe_config(probe: Mapping[str, Any], depth: int) -> None:
     need(float(probe.knn.temperature) >= 0, "knn.temperature", probe.knn.temperature, ">= 0")
     a = probe.attentive
     need(int(a.epochs) >= 1, "attentive.epochs", a.epochs, "an integer >= 1")
+    min_steps = a.get("min_steps", 0)
+    need(int(min_steps) >= 0, "attentive.min_steps", min_steps, "an integer >= 0")
     need(int(a.batch_size) >= 1, "attentive.batch_size", a.batch_size, "an integer >= 1")
     need(int(a.num_self_blocks) >= 0, "attentive.num_self_blocks", a.num_self_blocks, ">= 0")
     need(len(a.lrs) > 0 and all(float(x) > 0 for x in a.lrs), "attentive.lrs", a.lrs, "lrs > 0")
@@ -225,6 +227,7 @@ def run_probes(
             lrs=tuple(a.lrs),
             weight_decays=tuple(a.weight_decays),
             epochs=int(a.epochs),
+            min_steps=int(a.get("min_steps", 0)),
             batch_size=int(a.batch_size),
             val_fraction=float(a.val_fraction),
             seed=seed,
