@@ -280,6 +280,10 @@ def base_config() -> ml_collections.ConfigDict:
             t_max=3.0,
             num_points=17,
             vicreg_covariance_weight=0.04,
+            # > 0: the tokens pass through the regularizer's own MLP head of this width
+            # (Dense-GELU-Dense, params["projector"]) before the statistic; 0: the encoder's
+            # output itself (train/regularizers.py Projector).
+            projector_dim=0,
         )
     )
 
@@ -307,7 +311,11 @@ def base_config() -> ml_collections.ConfigDict:
             num_test=1000,  # examples of the test split they are scored on
             batch_size=64,  # examples per encoder forward pass
             num_classes=config_dict.placeholder(int),  # None: the built-in count, else max label+1
-            probes=("linear", "attentive", "knn"),  # which probes `jepa-jax eval` runs
+            # Which probes `jepa-jax eval` runs: linear, attentive, knn, and dense (a linear
+            # classifier per token on the per-pixel label `dense_label`, pooled to the token
+            # grid, scored by mean IoU: eval/dense_probe.py).
+            probes=("linear", "attentive", "knn"),
+            dense_label="shape_map",
             # The same probes on comparison features: "random_init" (the same encoder, randomly
             # initialised) and "pixels" (raw pixels: patches as tokens for the attentive probe,
             # every pixel flattened, unpooled, for the linear probe and kNN).

@@ -164,7 +164,9 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
         context_ramp=context_ramp,
         context_distance_weighting=bool(config.loss.context_distance_weight),
     )
-    init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler)
+    regularizer = objective.regularizer
+    projector = regularizer.projector if regularizer is not None else None
+    init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler, projector)
     return Trainer(
         config=config,
         mesh=mesh,
