@@ -280,10 +280,6 @@ def base_config() -> ml_collections.ConfigDict:
             t_max=3.0,
             num_points=17,
             vicreg_covariance_weight=0.04,
-            # > 0: the tokens pass through the regularizer's own MLP head of this width
-            # (Dense-GELU-Dense, params["projector"]) before the statistic; 0: the encoder's
-            # output itself (train/regularizers.py Projector).
-            projector_dim=0,
         )
     )
 

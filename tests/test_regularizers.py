@@ -9,7 +9,6 @@ import pytest
 from conftest import tiny_image_config
 
 from jepa_jax.errors import ConfigError
-from jepa_jax.models.inputs import normalize_pixels
 from jepa_jax.sharding import make_global_batch
 from jepa_jax.train.regularizers import (
     epps_pulley,
@@ -105,39 +104,6 @@ def test_without_ema_the_target_is_the_online_encoder():
     # momentum 0 at every step: target_params <- params exactly after each update
     assert all(float(trainer.schedules["ema"](s)) == 0.0 for s in (0, 3, 100))
     assert trainer.objective.ema_target is False and trainer.objective.stop_gradient is True
-
-
-def test_projector_head_feeds_the_regularizer_and_leaves_the_other_params_alone():
-    c = tiny_image_config()
-    c.regularizer.type = "sigreg"
-    plain = build_trainer(c, jax.devices()[:1])
-    c.regularizer.projector_dim = 24
-    trainer = build_trainer(c, jax.devices()[:1])
-    with jax.set_mesh(trainer.mesh):
-        state, _ = trainer.create_state(0)
-        plain_state, _ = plain.create_state(0)
-    params = state["params"]
-    assert params["projector"]["fc1"]["kernel"].shape == (trainer.encoder.width, 24)
-    assert params["projector"]["fc2"]["kernel"].shape == (24, 24)
-    assert "projector" not in plain_state["params"]  # checkpoints without it unchanged
-    for name in ("encoder", "predictor"):  # its own init key
-        jax.tree.map(np.testing.assert_array_equal, params[name], plain_state["params"][name])
-    # The regularizer term is SIGReg of the projected context tokens.
-    batch = next(iter(trainer.train_dataset()))
-    obj = trainer.objective
-    with jax.set_mesh(trainer.mesh):
-        _, aux = obj(params, state["target_params"], batch, 3)
-    x = normalize_pixels(batch["pixels"])
-    key = jax.random.fold_in(jax.random.key(obj.regularizer_seed), 3)
-    expected = []
-    for mask_id, mask in enumerate(batch["masks"]):
-        z = obj.encoder.apply({"params": params["encoder"]}, x, mask["context"])
-        p = obj.regularizer.projector.apply({"params": params["projector"]}, z)
-        expected.append(float(sigreg(p.reshape(-1, 24), jax.random.fold_in(key, mask_id))))
-    assert float(aux["metrics"]["sigreg"]) == pytest.approx(np.mean(expected), rel=1e-4)
-    c.regularizer.projector_dim = -1
-    with pytest.raises(ConfigError, match="regularizer.projector_dim=-1 is invalid"):
-        regularizer_from_config(c)
 
 
 @pytest.fixture(scope="module")

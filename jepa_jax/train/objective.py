@@ -139,8 +139,7 @@ class JepaObjective:
         """Loss of one batch.
 
         Args:
-          params: {"encoder", "predictor"} trainable params (and "projector" when the
-            regularizer has one).
+          params: {"encoder", "predictor"} trainable params.
           target_params: {"encoder"} EMA params (no gradient flows into them); unused when
             `ema_target` is False.
           batch: {"pixels": uint8 [B, (T,) H, W, 3],
@@ -204,10 +203,7 @@ class JepaObjective:
         if self.regularizer is not None:
             key = jax.random.fold_in(jax.random.key(self.regularizer_seed), step)
             terms = []
-            projector = self.regularizer.projector
             for mask_id, z in enumerate(contexts):
-                if projector is not None:
-                    z = projector.apply({"params": params["projector"]}, z)
                 value, parts = self.regularizer(
                     z.reshape(-1, z.shape[-1]), jax.random.fold_in(key, mask_id)
                 )

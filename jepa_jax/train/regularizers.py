@@ -25,10 +25,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 
 from jepa_jax.errors import ConfigError, need_under
-from jepa_jax.models.layers import dense_init, zeros_init
 
 REGULARIZERS = ("none", "vicreg", "sigreg")
 
@@ -98,35 +96,6 @@ def sigreg(
     return epps_pulley(z.astype(jnp.float32) @ directions, t_max, num_points).mean()
 
 
-class Projector(nn.Module):
-    """The regularizer's own head on the context tokens: Dense(dim) - GELU - Dense(dim).
-
-    Why: SIGReg asks for an isotropic Gaussian. Applied to the encoder's output directly, its
-    early gradient (far larger than the prediction loss at init) reshapes the features the
-    probes read and loses what the random encoder still had; through a head, as LeJEPA's and
-    VICReg's projectors, the head absorbs that reshaping while collapse of the encoder is still
-    penalised (a constant input gives a constant output).
-    """
-
-    dim: int
-
-    @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:
-        """z [..., D] -> [..., dim]."""
-        z = nn.Dense(
-            self.dim,
-            kernel_init=dense_init(("embed", "mlp")),
-            bias_init=zeros_init(("mlp",)),
-            name="fc1",
-        )(z.astype(jnp.float32))
-        return nn.Dense(
-            self.dim,
-            kernel_init=dense_init(("mlp", "embed_out")),
-            bias_init=zeros_init(("embed_out",)),
-            name="fc2",
-        )(nn.gelu(z, approximate=False))
-
-
 @dataclasses.dataclass(frozen=True)
 class Regularizer:
     """A configured regularizer: `__call__(z [N, D], key)` -> (weighted scalar, metrics)."""
@@ -137,12 +106,6 @@ class Regularizer:
     t_max: float = 3.0
     num_points: int = 17
     vicreg_covariance_weight: float = 0.04
-    projector_dim: int = 0  # > 0: the samples go through a Projector of this width first
-
-    @property
-    def projector(self) -> Projector | None:
-        """The head the samples pass through (params["projector"]), or None."""
-        return Projector(self.projector_dim) if self.projector_dim else None
 
     def __call__(self, z: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         if self.kind == "sigreg":
@@ -171,8 +134,6 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
     n = int(r["num_points"])
     need(n >= 3 and n % 2 == 1, "num_points", "an odd integer >= 3 (trapezoid nodes)")
     need(float(r["vicreg_covariance_weight"]) >= 0, "vicreg_covariance_weight", "a number >= 0")
-    projector_dim = int(r.get("projector_dim", 0))
-    need(projector_dim >= 0, "projector_dim", "an integer >= 0 (0: no projector)")
     return Regularizer(
         kind=str(r["type"]),
         weight=float(r["weight"]),
@@ -180,7 +141,6 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
         t_max=float(r["t_max"]),
         num_points=n,
         vicreg_covariance_weight=float(r["vicreg_covariance_weight"]),
-        projector_dim=projector_dim,
     )
 
 

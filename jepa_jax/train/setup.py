@@ -164,9 +164,7 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
         context_ramp=context_ramp,
         context_distance_weighting=bool(config.loss.context_distance_weight),
     )
-    regularizer = objective.regularizer
-    projector = regularizer.projector if regularizer is not None else None
-    init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler, projector)
+    init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler)
     return Trainer(
         config=config,
         mesh=mesh,

@@ -1,7 +1,6 @@
 """Train state: a plain dict pytree, created directly sharded.
 
-  {"params":        {"encoder": ..., "predictor": ...,    trained by the optimizer
-                    ["projector": ...]}                  (the regularizer's head, if any)
+  {"params":        {"encoder": ..., "predictor": ...},   trained by the optimizer
    "target_params": {"encoder": ...},                      EMA of params["encoder"]; a separate
                                                             pytree that no gradient reaches
    "opt_state":     optax state of params,
@@ -35,10 +34,8 @@ def make_init_fn(
     tx: optax.GradientTransformation,
     input_shape: tuple[int, ...],
     sampler: MaskSampler,
-    projector: nn.Module | None = None,
 ) -> Callable[[jax.Array], dict]:
-    """rng -> boxed train state (leaves annotated with logical axis names); `projector` (the
-    regularizer's head, input width = the encoder's output) adds params["projector"]."""
+    """rng -> boxed train state (leaves annotated with logical axis names)."""
     spec = sampler.specs[0]
 
     def init(rng: jax.Array) -> dict:
@@ -49,9 +46,6 @@ def make_init_fn(
                 predictor, k_pred, sampler.grid, spec.num_context, spec.num_target
             ),
         }
-        if projector is not None:  # its own key: adding it leaves the other params unchanged
-            x = jnp.zeros((1, 1, predictor.out_width), jnp.float32)
-            params["projector"] = projector.init(jax.random.fold_in(rng, 7), x)["params"]
         # The target starts as a copy of the context encoder, in its own buffers.
         target_params = {"encoder": jax.tree.map(jnp.copy, params["encoder"])}
         return {
