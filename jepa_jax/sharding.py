@@ -39,6 +39,7 @@ DEFAULT_LOGICAL_AXIS_RULES = (
     ("qkv", None),
     ("patch", None),
     ("embed_in", None),
+    ("embed_fusion", None),
     ("embed_out", None),
     ("mask_tokens", None),
     ("layers", None),

@@ -100,6 +100,14 @@ def test_attentive_probe_grid_learns_and_reports_the_held_out_choice():
     tiny_lr = [g["accuracy"] for g in result["grid"] if g["lr"] == 1e-5]
     assert max(tiny_lr) < 0.6  # the grid really trains different probes
     assert result["lr"] == 3e-2 and result["oracle_best_accuracy"] >= result["accuracy"]
+    # A step floor: 204 fit examples in batches of 32 are 6 steps an epoch, so min_steps=40
+    # trains 7 epochs where 1 was asked for.
+    lines = []
+    fit_attentive_probe(
+        train_x, train_y, test_x, test_y, num_classes=4, num_heads=2, lrs=(3e-2,),
+        weight_decays=(0.01,), epochs=1, batch_size=32, min_steps=40, log=lines.append,
+    )  # fmt: skip
+    assert lines[-1].startswith("  epoch 7/7:"), lines
     # The V-JEPA 2 variant (self-attention blocks before the query) has the same interface.
     module = AttentiveClassifier(num_classes=4, num_heads=2, num_self_blocks=1)
     params = nn.meta.unbox(module.init(jax.random.key(0), jnp.zeros((1, 6, 8)))["params"])

@@ -67,6 +67,7 @@ def get_config(arg=None):
         p.num_test = 32
         p.batch_size = 32
         p.attentive.epochs = 2
+        p.attentive.min_steps = 0
         p.attentive.batch_size = 16
         p.attentive.lrs = (1e-3, 1e-4)
         p.attentive.weight_decays = (0.01,)

@@ -9,7 +9,9 @@ Reference keys (after the DDP `module.` / wrapper `backbone.` prefixes are strip
   blocks.{i}.norm1.{weight,bias}, blocks.{i}.norm2.{weight,bias}
   blocks.{i}.attn.qkv.{weight [3D, D], bias [3D]}, blocks.{i}.attn.proj.{weight [D, D], bias}
   blocks.{i}.mlp.fc1.{weight [M, D], bias}, blocks.{i}.mlp.fc2.{weight [D, M], bias}
-  norm.{weight,bias}
+  norm.{weight,bias}        (V-JEPA 2.1 instead: norms_block.{i}.{weight,bias}, one per
+                            deep-supervision level, the last the final norm; ours norm_level{k}
+                            for block k, and norm)
 
 Ours: patch_embed is a Dense on patches flattened as (t, p, p, C) (== the convolution, see
 models/vit.py), so its kernel [P, D] is the conv weight permuted and reshaped; the qkv kernel is
@@ -34,7 +36,7 @@ import numpy as np
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.pos_embed import sincos_table
-from jepa_jax.models.vit import ENCODER_PRESETS
+from jepa_jax.models.vit import ENCODER_PRESETS, reference_output_levels
 
 # DDP, the V-JEPA mask wrappers and torch.compile prefix parameter names with these.
 PREFIXES = ("module.", "backbone.", "_orig_mod.")
@@ -229,6 +231,15 @@ def infer_encoder_config(
     input_shape = (
         (num_frames, image_size, image_size, 3) if is_video else (image_size, image_size, 3)
     )
+    # V-JEPA 2.1 stores one norm per deep-supervision level (norms_block.i) and no final norm;
+    # its level indices are not in the weights but fixed per depth.
+    num_norms = sum(1 for k in sd if k.startswith("norms_block.") and k.endswith(".weight"))
+    levels = reference_output_levels(depth) if num_norms else ()
+    if num_norms and num_norms != len(levels):
+        raise ConfigError(
+            f"state dict has {num_norms} norms_block entries; V-JEPA 2.1 at depth {depth} has "
+            f"{len(levels)} levels {levels}"
+        )
     cfg = EncoderConfig(
         width=width,
         depth=depth,
@@ -240,6 +251,7 @@ def infer_encoder_config(
         uniform_power=uniform_power,
         pos_embed=pos_embed,
         gelu_approximate=gelu_approximate,
+        output_levels=levels,
     )
     check_size(cfg, size)
     return cfg
@@ -300,8 +312,14 @@ def reference_to_params(sd: Mapping[str, Any], cfg: EncoderConfig) -> dict[str, 
             "bias": get("patch_embed.proj.bias"),
         },
         "transformer": blocks,
-        "norm": norm("norm"),
     }
+    if cfg.output_levels:  # V-JEPA 2.1: one norm per level, the last one the features' norm
+        *inner, last = cfg.output_levels
+        for i, k in enumerate(inner):
+            params[f"norm_level{k}"] = norm(f"norms_block.{i}")
+        params["norm"] = norm(f"norms_block.{len(inner)}")
+    else:
+        params["norm"] = norm("norm")
     leftover = sorted(set(sd) - used)
     if leftover:
         raise ConfigError(
@@ -345,7 +363,13 @@ def params_to_reference(params: Mapping[str, Any], cfg: EncoderConfig) -> dict[s
         put_norm(f"{b}.norm2", blk["norm2"])
         put_dense(f"{b}.mlp.fc1", blk["mlp"]["fc1"])
         put_dense(f"{b}.mlp.fc2", blk["mlp"]["fc2"])
-    put_norm("norm", params["norm"])
+    if cfg.output_levels:  # V-JEPA 2.1's layout: norms_block.{i}, the last one the final norm
+        *inner, _ = cfg.output_levels
+        for i, k in enumerate(inner):
+            put_norm(f"norms_block.{i}", params[f"norm_level{k}"])
+        put_norm(f"norms_block.{len(inner)}", params["norm"])
+    else:
+        put_norm("norm", params["norm"])
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 

@@ -20,6 +20,8 @@ INDEX_LABELS = ("file_index", "record_index")
 
 # Class counts of the built-in sources' labels.
 KNOWN_CLASSES: dict[str, int] = {**synthetic.LABEL_CLASSES, **moving_mnist.LABEL_CLASSES}
+# Class counts of the built-in per-pixel labels (the dense probe's).
+DENSE_CLASSES: dict[str, int] = dict(synthetic.DENSE_LABEL_CLASSES)
 
 
 def class_labels(labels: Mapping[str, np.ndarray]) -> list[str]:

@@ -12,6 +12,8 @@ can test what an encoder learned:
   position_cell  int, the 3x3 grid cell of the initial centre
   position       float32 [2], the initial centre (x, y) in [0, 1]
   velocity       float32 [2], pixels per frame (video only)
+  shape_map      uint8 [T, H, W] (video) or [H, W]: per pixel, 1 + shape where the labelled
+                 object is visible, 0 elsewhere (a dense label: eval/dense_probe.py)
 
 Both classes follow grain's RandomAccessDataSource protocol (`__len__`, `__getitem__`).
 """
@@ -38,6 +40,7 @@ NUM_DIRECTIONS = 8
 POSITION_CELLS = 3
 
 # Number of classes of each categorical label.
+DENSE_LABEL_CLASSES = {"shape_map": 1 + len(SHAPES)}
 LABEL_CLASSES = {
     "shape": len(SHAPES),
     "color": len(COLORS),
@@ -166,15 +169,28 @@ def _sample_scene(
     return _Scene(main, tuple(behind), tuple(in_front), background)
 
 
-def _paint(frames: np.ndarray, obj: _Object, num_frames: int, size: int) -> None:
-    """Draw `obj` at its position in every frame of float32 frames [T, H, W, 3], in place."""
+def _inside(obj: _Object, num_frames: int, size: int) -> np.ndarray:
+    """bool [T, H, W]: the pixels `obj` covers in each frame."""
     t = np.arange(num_frames, dtype=np.float64)[:, None]
     centers = _bounce(obj.start[None] + t * obj.velocity[None], obj.radius, size - obj.radius)
     coords = np.arange(size, dtype=np.float32) + 0.5
     dx = (coords[None, None, :] - centers[:, 0, None, None]) / obj.radius
     dy = (coords[None, :, None] - centers[:, 1, None, None]) / obj.radius
-    inside = _shape_mask(obj.shape, dx, dy)
-    frames[inside] = COLORS[obj.color]
+    return _shape_mask(obj.shape, dx, dy)
+
+
+def _paint(frames: np.ndarray, obj: _Object, num_frames: int, size: int) -> None:
+    """Draw `obj` at its position in every frame of float32 frames [T, H, W, 3], in place."""
+    frames[_inside(obj, num_frames, size)] = COLORS[obj.color]
+
+
+def _shape_map(scene: _Scene, num_frames: int, size: int) -> np.ndarray:
+    """uint8 [T, H, W]: 1 + the labelled object's shape where it is visible (not behind an
+    occluder), 0 elsewhere (background and distractors)."""
+    visible = _inside(scene.main, num_frames, size)
+    for obj in scene.in_front:
+        visible &= ~_inside(obj, num_frames, size)
+    return np.where(visible, np.uint8(1 + scene.main.shape), np.uint8(0))
 
 
 def _render(scene: _Scene, num_frames: int, size: int) -> np.ndarray:
@@ -231,10 +247,9 @@ class MovingShapesVideo:
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
         scene = _sample_scene(rng, self.size, self.num_frames, self.style)
-        return {
-            "pixels": _render(scene, self.num_frames, self.size),
-            "labels": _labels(scene, self.size, True),
-        }
+        labels = _labels(scene, self.size, True)
+        labels["shape_map"] = _shape_map(scene, self.num_frames, self.size)
+        return {"pixels": _render(scene, self.num_frames, self.size), "labels": labels}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,4 +277,6 @@ class ShapesImages:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
         scene = _sample_scene(rng, self.size, 1, self.style)
         frame = _render(scene, 1, self.size)[0]
-        return {"pixels": frame, "labels": _labels(scene, self.size, False)}
+        labels = _labels(scene, self.size, False)
+        labels["shape_map"] = _shape_map(scene, 1, self.size)[0]
+        return {"pixels": frame, "labels": labels}

@@ -174,6 +174,7 @@ def train_probe_grid(
     batch_size: int = 64,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    min_steps: int = 0,
 ) -> dict[str, np.ndarray]:
     """Train one probe per (lr, wd) pair in parallel; return accuracies per eval set.
 
@@ -186,6 +187,7 @@ def train_probe_grid(
         probabilities over the V views.
       epochs, batch_size: passes over `train_tokens` and examples per step (a fixed shape: the
         last partial batch of an epoch is dropped).
+      min_steps: more epochs than `epochs` where needed to reach this many optimizer steps.
       seed: init, shuffling and view choice.
 
     Returns:
@@ -194,6 +196,9 @@ def train_probe_grid(
     n = len(train_tokens)
     batch_size = min(batch_size, n)
     steps_per_epoch = n // batch_size
+    # Why a step floor: epochs suit large sets; a few hundred clips give a few steps per epoch,
+    # and 20 epochs of them leave the probe (and its seed-to-seed spread) far from converged.
+    epochs = max(epochs, -(-min_steps // steps_per_epoch))
     total = max(1, epochs * steps_per_epoch)
     grid_lr = np.repeat(np.asarray(lrs, np.float64), len(weight_decays))  # reported as given
     grid_wd = np.tile(np.asarray(weight_decays, np.float64), len(lrs))
@@ -287,6 +292,7 @@ def fit_attentive_probe(
     val_fraction: float = 0.2,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    min_steps: int = 0,
 ) -> dict[str, Any]:
     """Train the probe grid on frozen tokens and report the held-out-selected probe.
 
@@ -295,6 +301,7 @@ def fit_attentive_probe(
       train_y, test_y: int [N] labels in [0, num_classes).
       num_heads: attention heads (lowered to a divisor of D if needed).
       val_fraction: share of the training examples held out to pick (lr, wd).
+      min_steps: train_probe_grid's step floor.
 
     Returns:
       GridResult.summary(): "accuracy" (test accuracy of the probe with the best held-out
@@ -322,6 +329,7 @@ def fit_attentive_probe(
         batch_size=batch_size,
         seed=seed,
         log=log,
+        min_steps=min_steps,
     )
     result = GridResult(
         lrs=acc["lrs"],

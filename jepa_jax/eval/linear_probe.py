@@ -131,7 +131,7 @@ def _train_logreg(x, y, class_mask, l2s, row_weights, steps, lr):
     return jax.vmap(fit)(l2s, row_weights)
 
 
-_train_logreg_jit = jax.jit(_train_logreg, static_argnames=("steps",))
+train_logreg = jax.jit(_train_logreg, static_argnames=("steps",))
 # Class axes are padded to a multiple of this: one compilation serves every built-in label (4-9
 # classes) and an image folder of up to 16 classes.
 CLASS_PAD = 16
@@ -200,11 +200,11 @@ def fit_linear_probe(
     y = jnp.asarray(np.repeat(train_y, views))
     grid_weights = jnp.broadcast_to(fit_rows, (len(l2s), n * views))
     l2_arr = jnp.asarray(l2s, jnp.float32)
-    w, b = _train_logreg_jit(x, y, class_mask, l2_arr, grid_weights, steps, lr)
+    w, b = train_logreg(x, y, class_mask, l2_arr, grid_weights, steps, lr)
     val_acc = _accuracy(w, b, jnp.asarray(train_x[val_idx]), jnp.asarray(train_y[val_idx]))
     best = int(np.argmax(val_acc))
     all_rows = jnp.ones((1, n * views), jnp.float32)
-    w, b = _train_logreg_jit(x, y, class_mask, l2_arr[best : best + 1], all_rows, steps, lr)
+    w, b = train_logreg(x, y, class_mask, l2_arr[best : best + 1], all_rows, steps, lr)
     test_acc = _accuracy(w, b, jnp.asarray(test_x), jnp.asarray(test_y))[0]
     return {
         "accuracy": float(test_acc),

@@ -29,9 +29,10 @@ import numpy as np
 from flax import linen as nn
 
 from jepa_jax.data import pipeline
-from jepa_jax.data.labels import KNOWN_CLASSES
+from jepa_jax.data.labels import DENSE_CLASSES, KNOWN_CLASSES
 from jepa_jax.errors import ConfigError, need_under
 from jepa_jax.eval.attentive_probe import fit_attentive_probe
+from jepa_jax.eval.dense_probe import fit_dense_probe, token_labels
 from jepa_jax.eval.features import (
     FrozenEncoder,
     extract_view_features,
@@ -44,12 +45,13 @@ from jepa_jax.eval.views import ViewSpec, check_views, cut_views
 from jepa_jax.export.encoder_dir import is_encoder_dir, read_encoder_config, read_encoder_dir
 from jepa_jax.export.target_encoder import restore_target_encoder
 from jepa_jax.models.encoder_config import EncoderConfig
+from jepa_jax.models.vit import token_grid
 from jepa_jax.rundir import write_json_atomic
 from jepa_jax.sharding import create_mesh, replicated
 
 RESULTS_FILE = "eval_results.json"
 CURVE_FILE = "learning_curve.json"
-PROBES = ("linear", "attentive", "knn")
+PROBES = ("linear", "attentive", "knn", "dense")
 BASELINES = ("random_init", "pixels")
 
 
@@ -70,12 +72,17 @@ def validate_probe_config(probe: Mapping[str, Any], depth: int) -> None:
     need(float(probe.knn.temperature) >= 0, "knn.temperature", probe.knn.temperature, ">= 0")
     a = probe.attentive
     need(int(a.epochs) >= 1, "attentive.epochs", a.epochs, "an integer >= 1")
+    min_steps = a.get("min_steps", 0)
+    need(int(min_steps) >= 0, "attentive.min_steps", min_steps, "an integer >= 0")
     need(int(a.batch_size) >= 1, "attentive.batch_size", a.batch_size, "an integer >= 1")
     need(int(a.num_self_blocks) >= 0, "attentive.num_self_blocks", a.num_self_blocks, ">= 0")
     need(len(a.lrs) > 0 and all(float(x) > 0 for x in a.lrs), "attentive.lrs", a.lrs, "lrs > 0")
     wds = a.weight_decays
     need(len(wds) > 0 and all(float(x) >= 0 for x in wds), "attentive.weight_decays", wds, ">= 0")
     need(0 < float(a.val_fraction) < 1, "attentive.val_fraction", a.val_fraction, "in (0, 1)")
+    if "dense" in probes:  # token maps are cut from whole clips: one view each
+        views = (int(probe.num_clips), int(probe.num_views))
+        need(views == (1, 1), "num_clips", views[0], "1 (with num_views 1) for the dense probe")
 
 
 def load_checkpoint_encoder(
@@ -122,6 +129,19 @@ def task_and_classes(probe: Mapping[str, Any], labels: Mapping[str, np.ndarray],
     return num_classes
 
 
+def dense_classes(probe: Mapping[str, Any], labels: Mapping[str, np.ndarray], source: str) -> int:
+    """Class count of the dense label `probe.dense_label`; ConfigError if the source lacks it."""
+    name = probe.dense_label
+    y = labels.get(name)
+    if y is None or y.ndim < 3 or not np.issubdtype(y.dtype, np.integer):
+        dense = sorted(k for k, v in labels.items() if v.ndim >= 3)
+        raise ConfigError(
+            f"config.probe.dense_label={name!r} is not a per-pixel label of {source}; its dense "
+            f"labels are {dense} (the built-in shapes sets have 'shape_map')"
+        )
+    return DENSE_CLASSES.get(name, int(y.max()) + 1)
+
+
 def view_spec(probe: Mapping[str, Any], cfg: EncoderConfig) -> ViewSpec:
     """Views from the probe config, defaulting to the encoder's training clip and size."""
     return ViewSpec(
@@ -150,8 +170,12 @@ def run_probes(
     mesh,
     seed: int,
     log: Callable[[str], None],
+    dense: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every configured probe on one encoder's frozen features; {probe: result dict}."""
+    """Every configured probe on one encoder's frozen features; {probe: result dict}.
+
+    `dense` ({"train": int [N, K], "test": int [M, K] token classes, "num_classes"}) feeds the
+    dense probe, when config.probe.probes has it."""
     probes = tuple(probe.probes)
     # Flattened tokens keep *where* things are, which pooling averages away; raw pixels' pooled
     # features are already their flattened patches.
@@ -164,7 +188,12 @@ def run_probes(
         n, v = views.shape[:2]
         log(f"{encoder.name}: extracting {split} features ({n} examples x {v} views)")
         feats[split] = extract_view_features(
-            encoder, views, int(probe.batch_size), mesh, "attentive" in probes or want_flat, log
+            encoder,
+            views,
+            int(probe.batch_size),
+            mesh,
+            bool({"attentive", "dense"} & set(probes)) or want_flat,
+            log,
         )
     token_dim = int(np.prod(feats["train"][0].shape[2:])) if want_flat else 0
     want_flat = want_flat and token_dim <= flat_limit
@@ -209,6 +238,19 @@ def run_probes(
             ),
             "_flat",
         )
+    if "dense" in probes:
+        log(f"{encoder.name}: dense probe on {train_tokens.shape[2]} tokens per clip")
+        results["dense"] = fit_dense_probe(
+            train_tokens[:, 0],
+            dense["train"],
+            test_tokens[:, 0],
+            dense["test"],
+            dense["num_classes"],
+            l2s=tuple(probe.linear.l2),
+            steps=int(probe.linear.steps),
+            lr=float(probe.linear.lr),
+            seed=seed,
+        )
     if "attentive" in probes:
         a = probe.attentive
         t0 = time.perf_counter()
@@ -225,6 +267,7 @@ def run_probes(
             lrs=tuple(a.lrs),
             weight_decays=tuple(a.weight_decays),
             epochs=int(a.epochs),
+            min_steps=int(a.get("min_steps", 0)),
             batch_size=int(a.batch_size),
             val_fraction=float(a.val_fraction),
             seed=seed,
@@ -264,13 +307,20 @@ def run_eval(
         f"eval: encoder width {cfg.width}, depth {cfg.depth} from {source['kind']} "
         f"{source['path']} (step {source.get('step', '-')}); {mesh.devices.size} device(s)"
     )
-    data, num_classes = {}, None
+    data, num_classes, dense = {}, None, None
     for split, count in (("train", int(probe.num_train)), ("test", int(probe.num_test))):
         pixels, labels = pipeline.labelled_arrays(config.data, split, count)
         num_classes = task_and_classes(probe, labels, f"config.data ({config.data.name} {split})")
         pixels = as_encoder_input(pixels, cfg, spec.clip_frames)
         check_views(spec, pixels.shape[1:], cfg.patch_size, cfg.tubelet_size)
         data[split] = (cut_views(pixels, spec), np.asarray(labels[probe.task], np.int32))
+        if "dense" in probe.probes:
+            dense = dense or {"num_classes": dense_classes(probe, labels, config.data.name)}
+            label_map = labels[probe.dense_label]
+            if cfg.is_video and label_map.ndim == 3:  # images as clips of a repeated frame
+                label_map = np.repeat(label_map[:, None], spec.clip_frames, axis=1)
+            grid = token_grid(pixels.shape, cfg.patch_size, cfg.tubelet_size)
+            dense[split] = token_labels(label_map, grid, cfg.patch_size, cfg.tubelet_size)
     module = cfg.build()
     encoders = [
         FrozenEncoder(
@@ -311,7 +361,7 @@ def run_eval(
     }
     for encoder in encoders:
         results["encoders"][encoder.name] = run_probes(
-            encoder, probe, data, num_classes, mesh, int(config.seed), log
+            encoder, probe, data, num_classes, mesh, int(config.seed), log, dense
         )
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     write_results(workdir, results, int(source.get("step") or 0))

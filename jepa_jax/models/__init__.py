@@ -13,6 +13,7 @@ from jepa_jax.models.vit import (
     ENCODER_PRESETS,
     POS_EMBEDS,
     VisionTransformer,
+    check_output_levels,
     patchify,
     resolve_encoder_spec,
     token_grid,
@@ -68,6 +69,10 @@ def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
         tubelet_size=int(enc["tubelet_size"]),
         uniform_power=bool(enc["uniform_power"]),
         pos_embed=encoder_pos_embed(model_config),
+        # Absent from configs saved before V-JEPA 2.1's deep self-supervision: none.
+        output_levels=check_output_levels(
+            tuple(enc.get("output_levels", ())), spec.depth, "config.model.encoder.output_levels"
+        ),
         **_common(model_config),
     )
 
@@ -77,8 +82,10 @@ def build_predictor(
     out_width: int,
     num_mask_tokens: int,
     context_head: bool = False,
+    in_levels: int = 1,
 ) -> Predictor:
-    """The predictor of `model.predictor`, projecting back to `out_width` (the encoder width);
+    """The predictor of `model.predictor`, projecting back to `out_width` (the encoder width
+    times `in_levels`, the encoder's output levels, which a fusion MLP mixes at the input);
     `context_head` adds the dense loss's head for the context tokens."""
     pred = model_config["predictor"]
     width = int(pred["width"])
@@ -93,6 +100,7 @@ def build_predictor(
         uniform_power=bool(model_config["encoder"]["uniform_power"]),
         pos_embed=encoder_pos_embed(model_config),
         context_head=context_head,
+        in_levels=in_levels,
         **_common(model_config),
     )
 

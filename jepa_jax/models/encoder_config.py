@@ -34,6 +34,7 @@ class EncoderConfig:
     uniform_power: bool = True
     pos_embed: str = "sincos"
     gelu_approximate: bool = False
+    output_levels: tuple[int, ...] = ()  # V-JEPA 2.1 deep self-supervision levels (params)
 
     def __post_init__(self):
         if self.pos_embed not in POS_EMBEDS:
@@ -67,6 +68,7 @@ class EncoderConfig:
             uniform_power=self.uniform_power,
             pos_embed=self.pos_embed,
             gelu_approximate=self.gelu_approximate,
+            output_levels=self.output_levels,
             dtype=dtype,
             attention_impl=attention_impl,
         )
@@ -74,6 +76,7 @@ class EncoderConfig:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["input_shape"] = list(self.input_shape)
+        out["output_levels"] = list(self.output_levels)
         return {"format": FORMAT, "version": VERSION, "encoder": out}
 
     @classmethod
@@ -95,6 +98,7 @@ class EncoderConfig:
         if unknown or missing:
             raise ConfigError(f"{where}: unknown fields {unknown}, missing fields {missing}")
         fields["input_shape"] = tuple(int(v) for v in fields["input_shape"])
+        fields["output_levels"] = tuple(int(v) for v in fields.get("output_levels", ()))
         return cls(**fields)
 
     @classmethod
@@ -115,4 +119,5 @@ class EncoderConfig:
             uniform_power=enc.uniform_power,
             pos_embed=enc.pos_embed,
             gelu_approximate=enc.gelu_approximate,
+            output_levels=enc.output_levels,
         )

@@ -241,6 +241,7 @@ class Block(nn.Module):
     dtype: Dtype = jnp.float32
     gelu_approximate: bool = False
     attention_impl: str = "auto"
+    emit_output: bool = False  # also return the output as the per-layer value (under nn.scan)
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, rope: tuple | None = None):
@@ -256,7 +257,7 @@ class Block(nn.Module):
         x = x + h
         x = nn.with_logical_constraint(x, ("act_batch", "act_tokens", "act_embed"))
         # (carry, per-layer output) so the same module works under nn.scan.
-        return x, None
+        return x, (x if self.emit_output else None)
 
 
 class Transformer(nn.Module):
@@ -278,9 +279,17 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, mask: jax.Array | None = None, rope: tuple | None = None
-    ) -> jax.Array:
-        """x: [B, N, D] -> [B, N, D]; mask and rope as in `Attention`, shared by all blocks."""
+        self,
+        x: jax.Array,
+        mask: jax.Array | None = None,
+        rope: tuple | None = None,
+        keep_layers: tuple[int, ...] = (),
+    ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, ...]]:
+        """x: [B, N, D] -> [B, N, D]; mask and rope as in `Attention`, shared by all blocks.
+
+        keep_layers: 0-based block indices whose outputs are also returned, as
+        (output, (h_k for k in keep_layers)), each [B, N, D] (deep self-supervision).
+        """
         block_cls = Block
         if self.remat_policy != "none":
             if self.remat_policy not in REMAT_POLICIES:
@@ -300,6 +309,9 @@ class Transformer(nn.Module):
             gelu_approximate=self.gelu_approximate,
             attention_impl=self.attention_impl,
         )
+        keep_layers = tuple(int(k) for k in keep_layers)
+        if any(not 0 <= k < self.depth for k in keep_layers):
+            raise ValueError(f"keep_layers {keep_layers} outside the {self.depth} blocks")
         if self.scan:
             stack = nn.scan(
                 block_cls,
@@ -308,12 +320,16 @@ class Transformer(nn.Module):
                 in_axes=(nn.broadcast, nn.broadcast),
                 length=self.depth,
                 metadata_params={nn.PARTITION_NAME: "layers"},
-            )(**kwargs, name="blocks")
-            x, _ = stack(x, mask, rope)
+            )(**kwargs, emit_output=bool(keep_layers), name="blocks")
+            x, per_layer = stack(x, mask, rope)  # per_layer: [depth, B, N, D] or None
+            kept = tuple(per_layer[k] for k in keep_layers)
         else:
+            outputs = []
             for i in range(self.depth):
                 x, _ = block_cls(**kwargs, name=f"blocks_{i}")(x, mask, rope)
-        return x
+                outputs.append(x)
+            kept = tuple(outputs[k] for k in keep_layers)
+        return (x, kept) if keep_layers else x
 
 
 def transformer_like(config_owner: nn.Module, name: str = "transformer") -> Transformer:

@@ -49,6 +49,10 @@ class Predictor(nn.Module):
     attention_impl: str = "auto"
     pos_embed: str = "sincos"
     context_head: bool = False
+    # V-JEPA 2.1 deep self-supervision: the context features are `in_levels` encoder levels
+    # concatenated (out_width = in_levels * D); a fusion MLP, Dense(D) - GELU - Dense(width),
+    # replaces the input Dense.
+    in_levels: int = 1
 
     @nn.compact
     def __call__(
@@ -76,6 +80,17 @@ class Predictor(nn.Module):
             raise ValueError(f"mask_id {mask_id} out of range for {self.num_mask_tokens} tokens")
         w_first = self.pos_embed == "sincos_wh"
         pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
+        if self.in_levels > 1:
+            if self.out_width % self.in_levels:
+                raise ValueError(f"out_width {self.out_width} is not {self.in_levels} levels")
+            ctx = nn.Dense(
+                self.out_width // self.in_levels,
+                dtype=self.dtype,
+                kernel_init=dense_init(("embed_in", "embed_fusion")),
+                bias_init=zeros_init(("embed_fusion",)),
+                name="fusion",
+            )(ctx)
+            ctx = nn.gelu(ctx, approximate=self.gelu_approximate)
         x = nn.Dense(
             self.width,
             dtype=self.dtype,

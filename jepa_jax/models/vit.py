@@ -93,9 +93,41 @@ def gather_tokens(x: jax.Array, idx: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, idx, axis=1)
 
 
+def reference_output_levels(depth: int) -> tuple[int, ...]:
+    """V-JEPA 2.1's 4 deep-supervision levels for a `depth`-block encoder (its
+    `hierarchical_layers`): evenly spaced block ends, except ViT-G's (depth 48) third level."""
+    if depth == 48:
+        return (11, 23, 37, 47)
+    return tuple(sorted({max(0, round((i + 1) * depth / 4) - 1) for i in range(4)}))
+
+
+def check_output_levels(levels: tuple[int, ...], depth: int, where: str) -> tuple[int, ...]:
+    """`levels` as ints if they can be V-JEPA 2.1 output levels of a `depth`-block encoder:
+    strictly increasing block indices ending at the last block (whose norm is the features'
+    "norm"), or () for none. ConfigError naming `where` otherwise."""
+    levels = tuple(int(k) for k in levels)
+    if levels and (
+        levels[-1] != depth - 1
+        or levels[0] < 0
+        or any(b <= a for a, b in zip(levels, levels[1:], strict=False))
+    ):
+        raise ConfigError(
+            f"{where}={levels} is invalid: expected strictly increasing 0-based block indices "
+            f"ending at the last block ({depth - 1}), e.g. {reference_output_levels(depth)}, "
+            f"or () for none"
+        )
+    return levels
+
+
 class VisionTransformer(nn.Module):
     """ViT encoder: patch/tubelet embedding + fixed sin-cos positions (or 3D RoPE) + blocks +
-    final LayerNorm."""
+    final LayerNorm.
+
+    With `output_levels` (V-JEPA 2.1's deep self-supervision, 0-based block indices ending at
+    the last block) each listed block's output has its own affine LayerNorm
+    ("norm_level{k}"; the last block's is "norm", so the features probes read are unchanged),
+    and `all_levels=True` returns them concatenated on channels.
+    """
 
     width: int
     depth: int
@@ -110,18 +142,28 @@ class VisionTransformer(nn.Module):
     remat_policy: str = "none"
     attention_impl: str = "auto"
     pos_embed: str = "sincos"  # one of POS_EMBEDS
+    output_levels: tuple[int, ...] = ()
+
+    @property
+    def num_levels(self) -> int:
+        """Channel groups of the `all_levels` output (1 without output_levels)."""
+        return max(1, len(self.output_levels))  # (last block,) alone is the plain encoder
 
     @nn.compact
-    def __call__(self, x: jax.Array, token_idx: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, token_idx: jax.Array | None = None, all_levels: bool = False
+    ) -> jax.Array:
         """Encode normalised pixels.
 
         Args:
           x: float [B, H, W, C] images or [B, T, H, W, C] video.
           token_idx: optional int [B, K] flat indices of the tokens to encode (a context mask);
             None encodes all N tokens.
+          all_levels: return every output level (training targets with deep self-supervision).
 
         Returns:
-          [B, K or N, width] token features after the final LayerNorm.
+          [B, K or N, width] token features after the final LayerNorm; with all_levels,
+          [B, K or N, num_levels * width]: the normed levels in `output_levels` order.
         """
         if self.pos_embed not in POS_EMBEDS:
             raise ValueError(f"pos_embed {self.pos_embed!r} is not one of {POS_EMBEDS}")
@@ -144,8 +186,19 @@ class VisionTransformer(nn.Module):
             pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
             pos = pos[None] if token_idx is None else pos[token_idx]
             h = h + pos.astype(h.dtype)
-        h = transformer_like(self)(h, None, rope)
-        return layer_norm("norm", self.dtype)(h)
+        levels = check_output_levels(self.output_levels, self.depth, "output_levels")
+        if len(levels) < 2:  # () or the last block alone: the plain encoder
+            h = transformer_like(self)(h, None, rope)
+            return layer_norm("norm", self.dtype)(h)
+        h, kept = transformer_like(self)(h, None, rope, keep_layers=levels[:-1])
+        # Every level's norm runs (cheap, and unused ones are dropped by XLA), so that init
+        # creates all the params whichever output is asked for.
+        normed = [
+            layer_norm(f"norm_level{k}", self.dtype)(hk)
+            for k, hk in zip(levels[:-1], kept, strict=True)
+        ]
+        normed.append(layer_norm("norm", self.dtype)(h))
+        return jnp.concatenate(normed, axis=-1) if all_levels else normed[-1]
 
 
 @dataclasses.dataclass(frozen=True)

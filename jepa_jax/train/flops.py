@@ -23,11 +23,12 @@ def predictor_forward_flops(pred: Predictor, num_context: int, num_target: int) 
     w, f = pred.width, pred.mlp_dim
     t = num_context + num_target
     per_layer = 8 * t * w * w + 4 * t * w * f + 4 * t * t * w
-    return (
-        2 * num_context * pred.out_width * w
-        + pred.depth * per_layer
-        + 2 * num_target * w * pred.out_width
-    )
+    embed = 2 * num_context * pred.out_width * w
+    if pred.in_levels > 1:  # fusion MLP: L*D -> D, then D -> w
+        d = pred.out_width // pred.in_levels
+        embed = 2 * num_context * (pred.out_width * d + d * w)
+    heads = num_target + (num_context if pred.context_head else 0)
+    return embed + pred.depth * per_layer + 2 * heads * w * pred.out_width
 
 
 def jepa_step_flops(trainer) -> float:

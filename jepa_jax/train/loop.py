@@ -7,7 +7,6 @@ restored, so the resumed run produces the same losses as one that never stopped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,15 +14,14 @@ import jax
 import numpy as np
 from absl import logging
 
-from jepa_jax import config_lib, rundir
-from jepa_jax.checkpoint import Checkpointer
+from jepa_jax import config_lib
 from jepa_jax.eval.pretrain_probe import precheck_probe, run_pretrain_probe
 from jepa_jax.hardware import compiled_flops, peak_tflops_per_device
 from jepa_jax.sharding import make_global_batch
 from jepa_jax.train.data_stats import DataStats
 from jepa_jax.train.flops import jepa_step_flops
-from jepa_jax.train.reporting import Reporter, StepPerformance
-from jepa_jax.train.runner import restore_or_create, run_steps
+from jepa_jax.train.reporting import StepPerformance
+from jepa_jax.train.runner import run
 from jepa_jax.train.setup import build_trainer
 
 
@@ -53,76 +51,44 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
       ConfigError: a config that cannot work (before anything is written).
       RunError: the run diverged or a checkpoint could not be saved (train.runner).
     """
-    # ----------------------------------------------------------------------------------------
-    # Set-up: config checks, mesh, data, masks, models, optimizer.
-    # ----------------------------------------------------------------------------------------
+    # Set-up: config checks, mesh, data, masks, models, optimizer; nothing is written before the
+    # config is known to work.
     config_lib.validate_config(config, jax.device_count(), jax.process_count())
-    is_main = jax.process_index() == 0
     trainer = build_trainer(config)
-    mesh, total_steps = trainer.mesh, int(config.total_steps)
-    abstract = trainer.abstract_state()  # checks that the mesh divides the model
     precheck_probe(config)  # a probe task the data lacks fails now, not after training
     data_iter = iter(trainer.train_dataset())
-    # Only now, with the config known to work, touch the workdir.
-    os.makedirs(workdir, exist_ok=True)
-    if is_main:  # lets `jepa-jax export` / `eval` rebuild the model from the workdir alone
-        rundir.write_config(workdir, config)
-    ckpt = Checkpointer(workdir, int(config.checkpoint_every), int(config.keep_checkpoints))
-    reporter = Reporter(workdir, total_steps, int(config.batch_size), is_main, unit=trainer.unit)
-    reporter.print(
-        f"jepa-jax: {jax.device_count()} {jax.devices()[0].platform} device(s) in "
-        f"{jax.process_count()} process(es), mesh {dict(mesh.shape)}; workdir {workdir}"
+    data_stats = DataStats()
+
+    def make_advance(shardings, reporter):
+        step_fn = None
+
+        def advance(state):
+            nonlocal step_fn
+            batch = make_global_batch(data_stats.next_batch(data_iter), trainer.mesh)
+            if step_fn is None:
+                # Compile ahead of time once: the executable's cost analysis gives the FLOPs for
+                # throughput/MFU, and running it rejects any shape change outright.
+                step_fn = trainer.make_step(shardings, batch).lower(state, batch).compile()
+                reporter.set_performance(step_performance(trainer, step_fn))
+            return step_fn(state, batch)
+
+        return advance, data_stats.scalars
+
+    outcome = run(
+        config, trainer, workdir, make_advance, trainer.sampler.describe().splitlines(), data_iter
     )
-    for line in trainer.sampler.describe().splitlines():
-        reporter.print(line)
-
-    # ----------------------------------------------------------------------------------------
-    # State (fresh and sharded, or restored from the latest checkpoint), then the steps.
-    # ----------------------------------------------------------------------------------------
-    with jax.set_mesh(mesh):
-        try:
-            state, shardings, start_step = restore_or_create(
-                trainer, abstract, ckpt, reporter, data_iter
-            )
-            data_stats = DataStats()
-            step_fn = None
-
-            def advance(state):
-                nonlocal step_fn
-                batch = make_global_batch(data_stats.next_batch(data_iter), mesh)
-                if step_fn is None:
-                    # Compile ahead of time once: the executable's cost analysis gives the FLOPs
-                    # for throughput/MFU, and running it rejects any shape change outright.
-                    step_fn = trainer.make_step(shardings, batch).lower(state, batch).compile()
-                    reporter.set_performance(step_performance(trainer, step_fn))
-                return step_fn(state, batch)
-
-            outcome = run_steps(
-                config, state, advance, start_step, ckpt, reporter, data_iter, data_stats.scalars
-            )
-            ckpt.close()
-        finally:
-            ckpt.abort()  # a no-op after close(); else releases orbax without masking the error
-            reporter.close()
-            # Stop grain's worker processes now: left to its exit-time finalizer, closing races
-            # with itself and prints an AttributeError traceback after the run's own error.
-            close = getattr(data_iter, "close", None)
-            if close is not None:
-                close()
     state = outcome.state
 
-    # ----------------------------------------------------------------------------------------
     # End-of-training probe (trained vs random-init encoder).
-    # ----------------------------------------------------------------------------------------
     probe_results = None
     if config.probe.enabled and not outcome.interrupted:
         probe_results = run_pretrain_probe(
             config,
             trainer.encoder,
             state["target_params"]["encoder"],
-            mesh,
+            trainer.mesh,
             workdir,
-            log=reporter.print,
+            log=print if jax.process_index() == 0 else lambda s: None,
         )
     logging.info("training finished at step %d", int(jax.device_get(state["step"])))
     return {

@@ -18,6 +18,11 @@ target token of its sample, and lambda ramps linearly from 0 to `context_weight`
 `context_ramp` = (start, end) (a constant weight when end <= start). The context term makes every
 visible output token carry its own local content instead of only what the masked positions need.
 
+Deep self-supervision (V-JEPA 2.1, encoder `output_levels`): the encoders return L normed
+levels concatenated on channels ([.., L*D]); the target is each D-channel level layer-normed on
+its own (non-affine), the predictor fuses the L levels at its input and predicts all of them,
+and the means above run over all L*D channels, so every level weighs the same.
+
 Options (config.target, config.regularizer): without EMA the target encoder is the online one
 (and, without stop-gradient, differentiated too); a collapse regularizer (train/regularizers.py)
 on the context encoder's output tokens adds weight * R(z) to the loss.
@@ -33,6 +38,14 @@ import jax.numpy as jnp
 
 from jepa_jax.models.inputs import layer_norm_nonaffine, normalize_pixels
 from jepa_jax.models.vit import gather_tokens, token_grid
+
+
+def per_level_layer_norm(h: jax.Array, levels: int) -> jax.Array:
+    """Non-affine LayerNorm of each of the `levels` equal channel groups of h [..., L*D]."""
+    if levels == 1:
+        return layer_norm_nonaffine(h)
+    grouped = h.reshape(h.shape[:-1] + (levels, h.shape[-1] // levels))
+    return layer_norm_nonaffine(grouped).reshape(h.shape)
 
 
 def latent_loss(
@@ -105,10 +118,20 @@ class JepaObjective:
     context_ramp: tuple[int, int] = (0, 0)
     context_distance_weighting: bool = False
 
+    @property
+    def levels(self) -> int:
+        """Encoder output levels in the targets (1 without deep self-supervision)."""
+        return self.encoder.num_levels
+
+    def encode(self, encoder_params: Any, x: jax.Array, token_idx=None) -> jax.Array:
+        """Every output level of the encoder, [B, K or N, levels * D]."""
+        return self.encoder.apply(
+            {"params": encoder_params}, x, token_idx, all_levels=self.levels > 1
+        )
+
     def target_features(self, target_params: Any, x: jax.Array) -> jax.Array:
-        """Target-encoder features of the full input, [B, N, D], with no gradient."""
-        h = self.encoder.apply({"params": target_params["encoder"]}, x)
-        return jax.lax.stop_gradient(h)
+        """Target-encoder features of the full input, [B, N, levels * D], with no gradient."""
+        return jax.lax.stop_gradient(self.encode(target_params["encoder"], x))
 
     def __call__(
         self, params: Any, target_params: Any, batch: dict, step: jax.Array | int = 0
@@ -124,7 +147,8 @@ class JepaObjective:
           step: the optimizer step (seeds the regularizer's random directions).
 
         Returns:
-          (scalar loss, aux) with aux["loss_per_mask"] [M], aux["target_features"] [B, N, D] and
+          (scalar loss, aux) with aux["loss_per_mask"] [M], aux["target_features"] [B, N, D]
+          (the last level) and
           aux["metrics"] (scalars for logging: the regularizer's terms, when one is set).
         """
         x = normalize_pixels(batch["pixels"], self.compute_dtype)
@@ -132,16 +156,16 @@ class JepaObjective:
         if self.ema_target:
             h = self.target_features(target_params, x)
         else:
-            h = self.encoder.apply({"params": params["encoder"]}, x)
+            h = self.encode(params["encoder"], x)
             if self.stop_gradient:
                 h = jax.lax.stop_gradient(h)
-        h_normed = layer_norm_nonaffine(h)
+        h_normed = per_level_layer_norm(h, self.levels)
         dense = self.context_weight > 0
         losses, context_losses, contexts = [], [], []
         for mask_id, mask in enumerate(batch["masks"]):
             ctx_idx, tgt_idx = mask["context"], mask["target"]
             b, groups, kt = tgt_idx.shape
-            z = self.encoder.apply({"params": params["encoder"]}, x, ctx_idx)
+            z = self.encode(params["encoder"], x, ctx_idx)
             contexts.append(z)
             ctx_target = gather_tokens(h_normed, ctx_idx) if dense else None
             if groups > 1:  # I-JEPA: context repeated once per target block, b-major.
@@ -189,5 +213,7 @@ class JepaObjective:
             metrics["loss_prediction"] = loss
             metrics["loss_regularizer"] = sum(terms) / len(terms)
             loss = loss + metrics["loss_regularizer"]
-        aux = {"loss_per_mask": loss_per_mask, "target_features": h, "metrics": metrics}
+        # Monitors read the features probes and exports use: the last level.
+        features = h[..., -(h.shape[-1] // self.levels) :]
+        aux = {"loss_per_mask": loss_per_mask, "target_features": features, "metrics": metrics}
         return loss, aux

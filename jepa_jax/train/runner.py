@@ -1,8 +1,9 @@
-"""The step loop every training method shares: `run_steps(...)`.
+"""The run every training method shares: `run(...)` around the step loop `run_steps(...)`.
 
-A method (JEPA, world model) supplies `advance(state) -> (state, metrics)`, one jitted step with
-its data; the runner owns what happens around it: logging, checkpoints, stop signals, and the
-faults that must not cost a run:
+A method (JEPA, world model) supplies its trainer (mesh, abstract/created state, progress unit)
+and `advance(state) -> (state, metrics)`, one jitted step with its data; the runner owns what
+happens around it: the run directory (config.json, checkpoints, metrics), the progress line,
+logging, stop signals, and the faults that must not cost a run:
 - non-finite steps: the step leaves its state untouched (train.nonfinite) and reports "finite";
   the runner reads that flag for every step (one step behind, so the device is never idle, and
   before every save), then stops with one line (`config.nan_policy="stop"`) or counts the
@@ -17,14 +18,16 @@ faults that must not cost a run:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jepa_jax import rundir
 from jepa_jax.checkpoint import Checkpointer
 from jepa_jax.config_lib import NAN_POLICIES
 from jepa_jax.errors import RunError
@@ -222,6 +225,69 @@ def run_steps(
     if start_step < total_steps and not interrupted:
         reporter.print(f"trained {total_steps - start_step} steps in {format_duration(seconds)}")
     return RunOutcome(state, metrics_host, interrupted, seconds, guard.skipped)
+
+
+def run(
+    config: Mapping[str, Any],
+    trainer: Any,
+    workdir: str,
+    make_advance: Callable[[Any, Reporter], tuple[Callable, Callable[[], dict] | None]],
+    banner: Iterable[str] = (),
+    data_iter: Any = None,
+    reporter_class: type[Reporter] = Reporter,
+) -> RunOutcome:
+    """Train (or resume) `trainer` in `workdir` to `config.total_steps`.
+
+    Checks that the mesh divides the model before anything is written, then writes
+    `config.json` (so every command can rebuild the run from the workdir alone), restores the
+    latest checkpoint or creates the state, and runs the steps. `data_iter` (if any) is closed
+    however the run ends.
+
+    Args:
+      trainer: `mesh`, `unit` (what a batch row is, for the progress line), `abstract_state()`,
+        `create_state()`.
+      make_advance: (state shardings, reporter) -> (advance, extra_scalars or None): the
+        method's step (see run_steps), built once the state's shardings are known.
+      banner: lines printed under the run's first line (what is being trained).
+      data_iter: the checkpointable data iterator, saved and restored with the state.
+      reporter_class: the progress line's Reporter.
+    """
+    try:
+        abstract = trainer.abstract_state()  # checks that the mesh divides the model
+        is_main = jax.process_index() == 0
+        os.makedirs(workdir, exist_ok=True)
+        if is_main:
+            rundir.write_config(workdir, config)
+        ckpt = Checkpointer(workdir, int(config.checkpoint_every), int(config.keep_checkpoints))
+        reporter = reporter_class(
+            workdir, int(config.total_steps), int(config.batch_size), is_main, unit=trainer.unit
+        )
+        reporter.print(
+            f"jepa-jax: {jax.device_count()} {jax.devices()[0].platform} device(s) in "
+            f"{jax.process_count()} process(es), mesh {dict(trainer.mesh.shape)}; workdir {workdir}"
+        )
+        for line in banner:
+            reporter.print(line)
+        with jax.set_mesh(trainer.mesh):
+            try:
+                state, shardings, start = restore_or_create(
+                    trainer, abstract, ckpt, reporter, data_iter
+                )
+                advance, extra_scalars = make_advance(shardings, reporter)
+                outcome = run_steps(
+                    config, state, advance, start, ckpt, reporter, data_iter, extra_scalars
+                )
+                ckpt.close()
+            finally:
+                ckpt.abort()  # a no-op after close(); else releases orbax, keeping the error
+                reporter.close()
+    finally:
+        # Stop grain's worker processes now: left to its exit-time finalizer, closing races
+        # with itself and prints an AttributeError traceback after the run's own error.
+        close = getattr(data_iter, "close", None)
+        if close is not None:
+            close()
+    return outcome
 
 
 def restore_or_create(

@@ -132,7 +132,11 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
     encoder = build_encoder(config.model)
     context_weight, context_ramp = dense_loss_from_config(config)
     predictor = build_predictor(
-        config.model, encoder.width, len(sampler.specs), context_head=context_weight > 0
+        config.model,
+        encoder.width * encoder.num_levels,
+        len(sampler.specs),
+        context_head=context_weight > 0,
+        in_levels=encoder.num_levels,
     )
     total_steps = int(config.total_steps)
     tx = optim.make_optimizer(config.optim, total_steps)

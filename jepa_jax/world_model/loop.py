@@ -9,17 +9,15 @@ result.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 from absl import logging
 
-from jepa_jax import config_lib, rundir
-from jepa_jax.checkpoint import Checkpointer
+from jepa_jax import config_lib
 from jepa_jax.train.reporting import Reporter
-from jepa_jax.train.runner import restore_or_create, run_steps
+from jepa_jax.train.runner import run
 from jepa_jax.world_model.setup import build_world_model_trainer
 
 # Loss terms shown on the progress line (all are in metrics.jsonl and TensorBoard).
@@ -51,35 +49,21 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
     """
     config_lib.validate_config(config, jax.device_count(), jax.process_count())
     trainer = build_world_model_trainer(config)
-    mesh, total_steps = trainer.mesh, int(config.total_steps)
-    abstract = trainer.abstract_state()  # checks that the mesh divides the model
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:  # lets `jepa-jax plan` rebuild the model from the workdir alone
-        rundir.write_config(workdir, config)
-    ckpt = Checkpointer(workdir, int(config.checkpoint_every), int(config.keep_checkpoints))
-    reporter = WorldModelReporter(
-        workdir, total_steps, int(config.batch_size), jax.process_index() == 0, unit="sequences"
-    )
     wm = config.world_model
-    reporter.print(
-        f"jepa-jax world model: {jax.device_count()} {jax.devices()[0].platform} device(s), "
-        f"mesh {dict(mesh.shape)}; workdir {workdir}"
+    banner = [
+        f"world model on Two Rooms sequences: {wm.num_steps} model steps of {wm.action_chunk} "
+        f"env steps, batch {config.batch_size}, "
+        f"{'random' if not config.env.fixed_wall else 'fixed'} walls; encoder "
+        f"{'trained jointly' if wm.encoder_trainable else 'frozen'}"
+    ]
+    outcome = run(
+        config,
+        trainer,
+        workdir,
+        lambda shardings, reporter: (trainer.make_step(shardings), None),
+        banner,
+        reporter_class=WorldModelReporter,
     )
-    reporter.print(
-        f"Two Rooms sequences: {wm.num_steps} model steps of {wm.action_chunk} env steps, "
-        f"batch {config.batch_size}, {'random' if not config.env.fixed_wall else 'fixed'} walls; "
-        f"encoder {'trained jointly' if wm.encoder_trainable else 'frozen'}"
-    )
-
-    with jax.set_mesh(mesh):
-        try:
-            state, shardings, start_step = restore_or_create(trainer, abstract, ckpt, reporter)
-            advance = trainer.make_step(shardings)
-            outcome = run_steps(config, state, advance, start_step, ckpt, reporter)
-            ckpt.close()
-        finally:
-            ckpt.abort()  # a no-op after close(); else releases orbax without masking the error
-            reporter.close()
     state = outcome.state
     logging.info("world-model training finished at step %d", int(jax.device_get(state["step"])))
     return {

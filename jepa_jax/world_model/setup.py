@@ -78,6 +78,7 @@ class WorldModelTrainer:
     tx: optax.GradientTransformation
     lr: Callable[[jax.Array], jax.Array]
     init_fn: Callable[[jax.Array], dict]
+    unit: str = "sequences"  # what one batch row is, in throughput figures
 
     def create_state(self, seed: int | None = None) -> tuple[dict, Any]:
         """Fresh sharded state and its shardings (seed defaults to config.seed)."""
