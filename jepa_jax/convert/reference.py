@@ -272,6 +272,16 @@ def _conv_to_patch_kernel(weight: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
     return weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0])
 
 
+def _final_norm_names(cfg: EncoderConfig) -> list[tuple[str, str]]:
+    """(our param name, reference key prefix) of the encoder's output norms: `norm` <-> `norm`,
+    or with V-JEPA 2.1 levels `norm_level<k>` <-> `norms_block.<i>` per inner level and the last
+    level's `norm` <-> the last `norms_block`."""
+    if not cfg.output_levels:
+        return [("norm", "norm")]
+    names = [f"norm_level{k}" for k in cfg.output_levels[:-1]] + ["norm"]
+    return [(ours, f"norms_block.{i}") for i, ours in enumerate(names)]
+
+
 def reference_to_params(sd: Mapping[str, Any], cfg: EncoderConfig) -> dict[str, Any]:
     """Our unscanned encoder params (float32 numpy) from a prefix-stripped reference state dict.
 
@@ -312,14 +322,8 @@ def reference_to_params(sd: Mapping[str, Any], cfg: EncoderConfig) -> dict[str, 
             "bias": get("patch_embed.proj.bias"),
         },
         "transformer": blocks,
+        **{ours: norm(theirs) for ours, theirs in _final_norm_names(cfg)},
     }
-    if cfg.output_levels:  # V-JEPA 2.1: one norm per level, the last one the features' norm
-        *inner, last = cfg.output_levels
-        for i, k in enumerate(inner):
-            params[f"norm_level{k}"] = norm(f"norms_block.{i}")
-        params["norm"] = norm(f"norms_block.{len(inner)}")
-    else:
-        params["norm"] = norm("norm")
     leftover = sorted(set(sd) - used)
     if leftover:
         raise ConfigError(
@@ -363,13 +367,8 @@ def params_to_reference(params: Mapping[str, Any], cfg: EncoderConfig) -> dict[s
         put_norm(f"{b}.norm2", blk["norm2"])
         put_dense(f"{b}.mlp.fc1", blk["mlp"]["fc1"])
         put_dense(f"{b}.mlp.fc2", blk["mlp"]["fc2"])
-    if cfg.output_levels:  # V-JEPA 2.1's layout: norms_block.{i}, the last one the final norm
-        *inner, _ = cfg.output_levels
-        for i, k in enumerate(inner):
-            put_norm(f"norms_block.{i}", params[f"norm_level{k}"])
-        put_norm(f"norms_block.{len(inner)}", params["norm"])
-    else:
-        put_norm("norm", params["norm"])
+    for ours, theirs in _final_norm_names(cfg):
+        put_norm(theirs, params[ours])
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 

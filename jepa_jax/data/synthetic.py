@@ -179,27 +179,19 @@ def _inside(obj: _Object, num_frames: int, size: int) -> np.ndarray:
     return _shape_mask(obj.shape, dx, dy)
 
 
-def _paint(frames: np.ndarray, obj: _Object, num_frames: int, size: int) -> None:
-    """Draw `obj` at its position in every frame of float32 frames [T, H, W, 3], in place."""
-    frames[_inside(obj, num_frames, size)] = COLORS[obj.color]
-
-
-def _shape_map(scene: _Scene, num_frames: int, size: int) -> np.ndarray:
-    """uint8 [T, H, W]: 1 + the labelled object's shape where it is visible (not behind an
-    occluder), 0 elsewhere (background and distractors)."""
-    visible = _inside(scene.main, num_frames, size)
-    for obj in scene.in_front:
-        visible &= ~_inside(obj, num_frames, size)
-    return np.where(visible, np.uint8(1 + scene.main.shape), np.uint8(0))
-
-
-def _render(scene: _Scene, num_frames: int, size: int) -> np.ndarray:
-    """uint8 [T, H, W, 3] frames of the scene: background, distractors behind, the labelled
-    object, distractors in front."""
+def _render(scene: _Scene, num_frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scene drawn back to front (background, distractors behind, the labelled object,
+    distractors in front): (uint8 frames [T, H, W, 3], uint8 shape map [T, H, W]: 1 + the
+    labelled object's shape where it stays visible, 0 elsewhere). Each object's pixels are
+    computed once and serve both."""
     frames = np.repeat(scene.background[None], num_frames, axis=0)
+    visible = np.zeros((num_frames, size, size), bool)
     for obj in (*scene.behind, scene.main, *scene.in_front):
-        _paint(frames, obj, num_frames, size)
-    return np.clip(frames, 0, 255).astype(np.uint8)
+        inside = _inside(obj, num_frames, size)
+        frames[inside] = COLORS[obj.color]
+        visible = inside if obj is scene.main else visible & ~inside
+    shape_map = np.where(visible, np.uint8(1 + scene.main.shape), np.uint8(0))
+    return np.clip(frames, 0, 255).astype(np.uint8), shape_map
 
 
 def _labels(scene: _Scene, size: int, moving: bool) -> dict[str, np.ndarray]:
@@ -247,9 +239,11 @@ class MovingShapesVideo:
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
         scene = _sample_scene(rng, self.size, self.num_frames, self.style)
-        labels = _labels(scene, self.size, True)
-        labels["shape_map"] = _shape_map(scene, self.num_frames, self.size)
-        return {"pixels": _render(scene, self.num_frames, self.size), "labels": labels}
+        pixels, shape_map = _render(scene, self.num_frames, self.size)
+        return {
+            "pixels": pixels,
+            "labels": {**_labels(scene, self.size, True), "shape_map": shape_map},
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +270,6 @@ class ShapesImages:
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
         scene = _sample_scene(rng, self.size, 1, self.style)
-        frame = _render(scene, 1, self.size)[0]
-        labels = _labels(scene, self.size, False)
-        labels["shape_map"] = _shape_map(scene, 1, self.size)[0]
-        return {"pixels": frame, "labels": labels}
+        frames, shape_map = _render(scene, 1, self.size)
+        labels = {**_labels(scene, self.size, False), "shape_map": shape_map[0]}
+        return {"pixels": frames[0], "labels": labels}

@@ -17,7 +17,13 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from jepa_jax.eval.linear_probe import CLASS_PAD, DEFAULT_L2, prepare_features, train_logreg
+from jepa_jax.eval.linear_probe import (
+    DEFAULT_L2,
+    check_label_range,
+    padded_class_mask,
+    prepare_features,
+    train_logreg,
+)
 
 
 def token_labels(
@@ -87,11 +93,7 @@ def fit_dense_probe(
        "token_accuracy": fraction of test tokens right, "l2": the strength picked on a held-out
        fifth of the training clips, "val_miou": its held-out mean IoU}.
     """
-    for name, y in (("train", train_labels), ("test", test_labels)):
-        if y.min() < 0 or y.max() >= num_classes:
-            raise ValueError(
-                f"{name} token labels span [{y.min()}, {y.max()}]; the probe has {num_classes}"
-            )
+    check_label_range(train_labels, test_labels, num_classes, "token labels")
     n, k, d = train_tokens.shape
     rng = np.random.default_rng(seed)
     held_out = np.zeros(n, bool)  # the L2 strength is picked on a fifth of the clips
@@ -107,8 +109,7 @@ def fit_dense_probe(
     freq = np.bincount(y, minlength=num_classes).astype(np.float64)
     class_weight = np.where(freq > 0, freq.sum() / np.maximum(freq, 1) / num_classes, 0.0)
     weights = class_weight[y].astype(np.float32)
-    padded = -(-num_classes // CLASS_PAD) * CLASS_PAD
-    class_mask = jnp.asarray(np.arange(padded) < num_classes, jnp.float32)
+    class_mask = padded_class_mask(num_classes)
     x, yj = jnp.asarray(train_x), jnp.asarray(y)
     fit_weights = np.broadcast_to(weights * ~rows_out, (len(l2s), len(y)))
     w, b = train_logreg(x, yj, class_mask, jnp.asarray(l2s, jnp.float32), fit_weights, steps, lr)

@@ -137,6 +137,24 @@ train_logreg = jax.jit(_train_logreg, static_argnames=("steps",))
 CLASS_PAD = 16
 
 
+def padded_class_mask(num_classes: int) -> jax.Array:
+    """float32 [C padded to a multiple of CLASS_PAD]: 1 for the real classes, 0 for padding
+    (train_logreg's `class_mask`)."""
+    padded = -(-num_classes // CLASS_PAD) * CLASS_PAD
+    return jnp.asarray(np.arange(padded) < num_classes, jnp.float32)
+
+
+def check_label_range(
+    train_y: np.ndarray, test_y: np.ndarray, num_classes: int, what: str = "labels"
+) -> None:
+    """ValueError naming the split unless every label lies in [0, num_classes)."""
+    for name, y in (("train", train_y), ("test", test_y)):
+        if y.min() < 0 or y.max() >= num_classes:
+            raise ValueError(
+                f"{name} {what} span [{y.min()}, {y.max()}] but the probe has {num_classes} classes"
+            )
+
+
 def _accuracy(w, b, x, y) -> np.ndarray:
     """Accuracy of each probe: w [P, D, C], b [P, C], x [N, V, D] -> [P]; the class
     probabilities of an example's V views are averaged."""
@@ -177,11 +195,7 @@ def fit_linear_probe(
     """
     train_y = np.asarray(train_y, np.int32)
     test_y = np.asarray(test_y, np.int32)
-    for name, y in (("train", train_y), ("test", test_y)):
-        if y.min() < 0 or y.max() >= num_classes:
-            raise ValueError(
-                f"{name} labels span [{y.min()}, {y.max()}] but the probe has {num_classes} classes"
-            )
+    check_label_range(train_y, test_y, num_classes)
     if prepared is None:
         prepared = prepare_features(train_x, test_x)
     train_x, test_x = prepared
@@ -194,8 +208,7 @@ def fit_linear_probe(
     held_out = np.zeros(n, np.float32)
     held_out[val_idx] = 1.0
     fit_rows = jnp.asarray(np.repeat(1.0 - held_out, views))
-    padded = -(-num_classes // CLASS_PAD) * CLASS_PAD
-    class_mask = jnp.asarray(np.arange(padded) < num_classes, jnp.float32)
+    class_mask = padded_class_mask(num_classes)
     x = jnp.asarray(train_x.reshape(n * views, -1))
     y = jnp.asarray(np.repeat(train_y, views))
     grid_weights = jnp.broadcast_to(fit_rows, (len(l2s), n * views))

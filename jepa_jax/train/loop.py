@@ -88,7 +88,7 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
             state["target_params"]["encoder"],
             trainer.mesh,
             workdir,
-            log=print if jax.process_index() == 0 else lambda s: None,
+            log=lambda s: print(s, flush=True) if jax.process_index() == 0 else None,
         )
     logging.info("training finished at step %d", int(jax.device_get(state["step"])))
     return {

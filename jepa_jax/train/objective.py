@@ -42,8 +42,6 @@ from jepa_jax.models.vit import gather_tokens, token_grid
 
 def per_level_layer_norm(h: jax.Array, levels: int) -> jax.Array:
     """Non-affine LayerNorm of each of the `levels` equal channel groups of h [..., L*D]."""
-    if levels == 1:
-        return layer_norm_nonaffine(h)
     grouped = h.reshape(h.shape[:-1] + (levels, h.shape[-1] // levels))
     return layer_norm_nonaffine(grouped).reshape(h.shape)
 
