@@ -14,16 +14,17 @@ and writes DIR/learning_curve.json (accuracy vs step; baselines once), which
 
 from __future__ import annotations
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jepa_jax.commands.common import directory_flag, loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import (
+    define_config_flag,
+    directory_flag,
+    loaded_config,
+    start_command,
+)
 
-config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Probe config file, configs/probes/<file>.py[:arg]; override with --config.<key>=<value>.",
-    lock_config=True,
+define_config_flag(
+    "Probe config file, configs/probes/<file>.py[:arg]; override with --config.<key>=<value>."
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output directory: eval_results.json and tensorboard/."
@@ -44,9 +45,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     from jepa_jax.errors import ConfigError
     from jepa_jax.eval.suite import run_eval, run_learning_curve  # heavy imports after parsing
 

@@ -8,9 +8,9 @@ model) and OUT/model.safetensors (PyTorch reference key names). Load it with
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from jepa_jax.commands.common import directory_flag, quiet_logging_unless_asked
+from jepa_jax.commands.common import directory_flag, start_command
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
 _OUT = flags.DEFINE_string("out", None, "Export directory to write.")
@@ -20,9 +20,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     import jax
 
     from jepa_jax.export.encoder_dir import write_encoder_dir

@@ -16,9 +16,9 @@ config); otherwise give --image_size (and --num_frames for video, default 16).
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from jepa_jax.commands.common import quiet_logging_unless_asked
+from jepa_jax.commands.common import start_command
 
 _SOURCE = flags.DEFINE_string("source", None, "Checkpoint file or Hugging Face model directory.")
 _OUT = flags.DEFINE_string("out", None, "Export directory to write.")
@@ -36,9 +36,7 @@ flags.mark_flags_as_required(["source", "out"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     from jepa_jax.convert.sources import convert_source
     from jepa_jax.export.encoder_dir import write_encoder_dir
 

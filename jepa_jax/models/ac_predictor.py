@@ -18,10 +18,9 @@ import numpy as np
 from flax import linen as nn
 
 from jepa_jax.models.layers import (
-    dense_init,
+    dense,
     norm_and_project_out,
     transformer_like,
-    zeros_init,
 )
 from jepa_jax.models.pos_embed import sincos_1d, sincos_2d
 
@@ -79,13 +78,7 @@ class ActionConditionedPredictor(nn.Module):
             raise ValueError("states must be given exactly when use_state is True")
 
         def embed(x, name):
-            return nn.Dense(
-                self.width,
-                dtype=self.dtype,
-                kernel_init=dense_init(("embed_in", "embed")),
-                bias_init=zeros_init(("embed",)),
-                name=name,
-            )(x)
+            return dense(self.width, ("embed_in", "embed"), self.dtype, name)(x)
 
         frames = embed(latents, "frame_embed")
         frames = frames + jnp.asarray(sincos_2d(self.width, self.grid), frames.dtype)

@@ -44,6 +44,18 @@ def zeros_init(names: tuple[str | None, ...]) -> Callable:
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
+def dense(features: int, axes: tuple[str, str], dtype: Dtype, name: str | None = None) -> nn.Dense:
+    """A Dense layer [..., in] -> [..., features] whose kernel carries the logical axes
+    (in_axis, out_axis) and whose zero bias carries out_axis (the sharding rules read them)."""
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        kernel_init=dense_init(axes),
+        bias_init=zeros_init(axes[1:]),
+        name=name,
+    )
+
+
 def ones_init(names: tuple[str | None, ...]) -> Callable:
     return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 
@@ -80,23 +92,11 @@ class Mlp(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        h = nn.Dense(
-            self.mlp_dim,
-            dtype=self.dtype,
-            kernel_init=dense_init(("embed", "mlp")),
-            bias_init=zeros_init(("mlp",)),
-            name="fc1",
-        )(x)
+        h = dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "fc1")(x)
         h = nn.with_logical_constraint(h, ("act_batch", "act_tokens", "act_mlp"))
         h = nn.gelu(h, approximate=self.gelu_approximate)
         h = checkpoint_name(h, "mlp_hidden")
-        return nn.Dense(
-            width,
-            dtype=self.dtype,
-            kernel_init=dense_init(("mlp", "embed")),
-            bias_init=zeros_init(("embed",)),
-            name="fc2",
-        )(h)
+        return dense(width, ("mlp", "embed"), self.dtype, "fc2")(h)
 
 
 ATTENTION_IMPLEMENTATIONS = ("auto", "dot_product_attention", "einsum")
@@ -338,17 +338,9 @@ def transformer_like(config_owner: nn.Module, name: str = "transformer") -> Tran
 
     The encoder and both predictors carry these same fields; one constructor keeps a new stack
     option from being wired into one model and forgotten in another."""
-    return Transformer(
-        depth=config_owner.depth,
-        num_heads=config_owner.num_heads,
-        mlp_dim=config_owner.mlp_dim,
-        dtype=config_owner.dtype,
-        gelu_approximate=config_owner.gelu_approximate,
-        scan=config_owner.scan,
-        remat_policy=config_owner.remat_policy,
-        attention_impl=config_owner.attention_impl,
-        name=name,
-    )
+    fields = ("depth", "num_heads", "mlp_dim", "dtype", "gelu_approximate", "scan")
+    fields += ("remat_policy", "attention_impl")
+    return Transformer(**{f: getattr(config_owner, f) for f in fields}, name=name)
 
 
 def rescale_residual_projections(params: Any, depth: int) -> Any:
@@ -418,10 +410,4 @@ def norm_and_project_out(x: jax.Array, out_width: int, dtype: Dtype, prefix: str
     two modules are its children (the param names the converters and checkpoints rely on);
     `prefix` names a second head ("context_norm", "context_proj")."""
     x = layer_norm(f"{prefix}norm", dtype)(x)
-    return nn.Dense(
-        out_width,
-        dtype=dtype,
-        kernel_init=dense_init(("embed", "embed_out")),
-        bias_init=zeros_init(("embed_out",)),
-        name=f"{prefix}proj",
-    )(x)
+    return dense(out_width, ("embed", "embed_out"), dtype, f"{prefix}proj")(x)

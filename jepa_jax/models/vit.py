@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.errors import ConfigError
-from jepa_jax.models.layers import dense_init, layer_norm, transformer_like, zeros_init
+from jepa_jax.models.layers import dense, layer_norm, transformer_like
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.models.rope import token_rope
 
@@ -171,13 +171,7 @@ class VisionTransformer(nn.Module):
         patches = patchify(x, self.patch_size, self.tubelet_size)
         if token_idx is not None:
             patches = gather_tokens(patches, token_idx)
-        h = nn.Dense(
-            self.width,
-            dtype=self.dtype,
-            kernel_init=dense_init(("patch", "embed")),
-            bias_init=zeros_init(("embed",)),
-            name="patch_embed",
-        )(patches)
+        h = dense(self.width, ("patch", "embed"), self.dtype, "patch_embed")(patches)
         rope = None
         if self.pos_embed == "rope":
             rope = token_rope(grid, self.width // self.num_heads, token_idx)
