@@ -30,6 +30,15 @@ def define_config_flag(help_text: str) -> None:
     config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
 
 
+def define_export_flags() -> tuple[flags.FlagHolder, flags.FlagHolder]:
+    """--out (required) and --overwrite, the flags of the commands that write an export
+    directory (`export`, `import`)."""
+    out = flags.DEFINE_string("out", None, "Export directory to write.")
+    overwrite = flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --out.")
+    flags.mark_flag_as_required("out")
+    return out, overwrite
+
+
 def directory_flag(flag_name: str) -> str:
     """The value of a directory flag, or ConfigError when it is empty (`--workdir=`)."""
     value = flags.FLAGS[flag_name].value

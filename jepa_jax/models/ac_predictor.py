@@ -10,14 +10,13 @@ depends on the future, which is also what makes autoregressive rollouts exact.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
 from jepa_jax.models.layers import (
+    TransformerModel,
     dense,
     norm_and_project_out,
     transformer_like,
@@ -32,7 +31,7 @@ def block_causal_mask(num_steps: int, tokens_per_step: int) -> np.ndarray:
     return step[:, None] >= step[None, :]
 
 
-class ActionConditionedPredictor(nn.Module):
+class ActionConditionedPredictor(TransformerModel):
     """Predicts next-step frame latents from [action, state, frame] tokens per step.
 
     Positions: a fixed sin-cos table over the frame's patch grid for the patch tokens, and a
@@ -47,11 +46,6 @@ class ActionConditionedPredictor(nn.Module):
     out_width: int  # encoder width D
     grid: tuple[int, int]  # the frame's patch grid; P = grid[0] * grid[1] tokens per frame
     use_state: bool = False
-    dtype: Any = jnp.float32
-    gelu_approximate: bool = False
-    scan: bool = False
-    remat_policy: str = "none"
-    attention_impl: str = "auto"
 
     @property
     def tokens_per_step(self) -> int:

@@ -12,6 +12,7 @@ Logical names used here:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -332,15 +333,26 @@ class Transformer(nn.Module):
         return (x, kept) if keep_layers else x
 
 
-def transformer_like(config_owner: nn.Module, name: str = "transformer") -> Transformer:
-    """A `Transformer` child (created inside `config_owner`'s compact method) with the owner's
-    depth, num_heads, mlp_dim, dtype, gelu_approximate, scan, remat_policy and attention_impl.
+class TransformerModel(nn.Module):
+    """Base of the models built around one `Transformer` (the encoder and both predictors): the
+    stack's execution options, declared once (keyword-only, so each model keeps its own
+    positional fields) and passed on by `transformer_like`."""
 
-    The encoder and both predictors carry these same fields; one constructor keeps a new stack
-    option from being wired into one model and forgotten in another."""
-    fields = ("depth", "num_heads", "mlp_dim", "dtype", "gelu_approximate", "scan")
-    fields += ("remat_policy", "attention_impl")
-    return Transformer(**{f: getattr(config_owner, f) for f in fields}, name=name)
+    dtype: Any = dataclasses.field(default=jnp.float32, kw_only=True)  # compute dtype
+    gelu_approximate: bool = dataclasses.field(default=False, kw_only=True)
+    scan: bool = dataclasses.field(default=False, kw_only=True)  # nn.scan over the blocks
+    remat_policy: str = dataclasses.field(default="none", kw_only=True)
+    attention_impl: str = dataclasses.field(default="auto", kw_only=True)
+
+
+STACK_OPTIONS = ("dtype", "gelu_approximate", "scan", "remat_policy", "attention_impl")
+
+
+def transformer_like(owner: TransformerModel, name: str = "transformer") -> Transformer:
+    """A `Transformer` child (created inside `owner`'s compact method) with the owner's depth,
+    num_heads, mlp_dim and stack options (STACK_OPTIONS), so a new option reaches every model."""
+    fields = ("depth", "num_heads", "mlp_dim") + STACK_OPTIONS
+    return Transformer(**{f: getattr(owner, f) for f in fields}, name=name)
 
 
 def rescale_residual_projections(params: Any, depth: int) -> Any:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.models.layers import (
+    TransformerModel,
     dense,
     norm_and_project_out,
     transformer_like,
@@ -17,7 +16,7 @@ from jepa_jax.models.layers import (
 from jepa_jax.models.pos_embed import sincos_table
 
 
-class Predictor(nn.Module):
+class Predictor(TransformerModel):
     """Predicts target-token representations from context-token features.
 
     Context features are projected to the predictor width and given their (fixed sin-cos)
@@ -41,11 +40,6 @@ class Predictor(nn.Module):
     num_mask_tokens: int = 1
     zero_init_mask_tokens: bool = True
     uniform_power: bool = True
-    dtype: Any = jnp.float32
-    gelu_approximate: bool = False
-    scan: bool = False
-    remat_policy: str = "none"
-    attention_impl: str = "auto"
     pos_embed: str = "sincos"
     context_head: bool = False
     # V-JEPA 2.1 deep self-supervision: the context features are `in_levels` encoder levels

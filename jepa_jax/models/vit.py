@@ -9,14 +9,13 @@ the backward pass has no scatter.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.errors import ConfigError
-from jepa_jax.models.layers import dense, layer_norm, transformer_like
+from jepa_jax.models.layers import TransformerModel, dense, layer_norm, transformer_like
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.models.rope import token_rope
 
@@ -119,7 +118,7 @@ def check_output_levels(levels: tuple[int, ...], depth: int, where: str) -> tupl
     return levels
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(TransformerModel):
     """ViT encoder: patch/tubelet embedding + fixed sin-cos positions (or 3D RoPE) + blocks +
     final LayerNorm.
 
@@ -136,11 +135,6 @@ class VisionTransformer(nn.Module):
     patch_size: int
     tubelet_size: int = 2
     uniform_power: bool = True
-    dtype: Any = jnp.float32
-    gelu_approximate: bool = False
-    scan: bool = False
-    remat_policy: str = "none"
-    attention_impl: str = "auto"
     pos_embed: str = "sincos"  # one of POS_EMBEDS
     output_levels: tuple[int, ...] = ()
 
