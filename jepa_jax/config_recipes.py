@@ -1,19 +1,5 @@
-"""Config recipes: the pieces `configs/*.py` files compose on top of the schema
-(jepa_jax/config_lib.py): the `:arg` parser, the reference mask recipes, the V-JEPA video data
-recipe and the seconds-long smoke-run shrink.
-
-A config file reads like this:
-
-    from jepa_jax import config_lib, config_recipes
-
-    def get_config(arg=None):
-        args = config_recipes.parse_arg(arg, runlocal=False)
-        c = config_lib.base_config()          # or base_config("world_model")
-        c.mask = config_recipes.ijepa_mask()  # change what differs
-        if args.runlocal:
-            config_recipes.shrink_to_smoke_run(c)
-        return c
-"""
+"""What `configs/*.py` files compose on top of the schema (config_lib.base_config): the `:arg`
+parser, the reference mask recipes, the V-JEPA video data recipe and the smoke-run shrink."""
 
 from __future__ import annotations
 
