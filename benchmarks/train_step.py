@@ -23,20 +23,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from jepa_jax.commands.common import loaded_config  # noqa: E402
+from jepa_jax.commands.common import define_config_flag, loaded_config  # noqa: E402
 from jepa_jax.hardware import compiled_flops, measured_matmul_tflops  # noqa: E402
 from jepa_jax.sharding import make_global_batch  # noqa: E402
 from jepa_jax.train.setup import build_trainer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-config_flags.DEFINE_config_file(
-    "config",
-    os.path.join(REPO, "configs", "benchmark_vjepa_tiny.py"),
-    "Training config.",
-    lock_config=True,
-)
+define_config_flag("Training config.", os.path.join(REPO, "configs", "benchmark_vjepa_tiny.py"))
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after the compiling one.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "The timed steps are split into this many rounds.")

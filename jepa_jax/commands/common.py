@@ -24,10 +24,10 @@ def start_command(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)
 
 
-def define_config_flag(help_text: str) -> None:
+def define_config_flag(help_text: str, default: str | None = None) -> None:
     """The --config flag: a config file `configs/<file>.py[:arg]` whose fields can be overridden
     with --config.<key>=<value> (locked: an override of an unknown key is an error)."""
-    config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
+    config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
 
 
 def define_export_flags() -> tuple[flags.FlagHolder, flags.FlagHolder]:
