@@ -20,12 +20,12 @@ export TF_CPP_MIN_LOG_LEVEL=2
 
 if [ "${GPU_SUITE_SMOKE:-0}" = 1 ]; then
   STEP_ARGS=(--config.model.encoder.size=tiny --config.model.encoder.depth=2
-    --config.model.encoder.patch_size=8 --config.data.image_size=32 --config.data.num_frames=4
+    --config.model.encoder.patch_size=4 --config.data.image_size=32 --config.data.num_frames=4
     --config.model.predictor.width=32 --config.model.predictor.depth=1
     --config.model.predictor.num_heads=2 --config.batch_size=4 --steps=4 --warmup=1
     --matmul_size=256)
   DEFAULT_CONFIG=configs/default.py:runlocal
-  DATA_ARGS=(--num_videos=2 --video_frames=40 --clips=4 --train_steps=4 --num_workers=0
+  DATA_ARGS=(--num_videos=2 --video_frames=64 --clips=4 --train_steps=4 --num_workers=0
     --model_size=tiny --encoder_depth=2)
 else
   STEP_ARGS=(--config.model.encoder.size=large --config.model.encoder.patch_size=16
