@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from jepa_jax.commands.common import quiet_logging_unless_asked  # noqa: E402
+from jepa_jax.commands.common import start_command  # noqa: E402
 from jepa_jax.data import file_index, pipeline, reading, transforms, video  # noqa: E402
 from jepa_jax.data.file_sources import clip_spec  # noqa: E402
 from jepa_jax.data.prepare_clips import prepare_clips  # noqa: E402
@@ -188,8 +188,7 @@ def trainer_depth(config) -> int:
 
 
 def main(argv):
-    del argv
-    quiet_logging_unless_asked()
+    start_command(argv)
     root = _DIR.value or tempfile.mkdtemp(prefix="jepa_data_bench_")
     videos = os.path.join(root, "videos")
     t = time.perf_counter()

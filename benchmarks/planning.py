@@ -23,18 +23,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked  # noqa: E402
+from jepa_jax.commands.common import define_config_flag, loaded_config, start_command  # noqa: E402
 from jepa_jax.rundir import write_json_atomic  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-config_flags.DEFINE_config_file(
-    "config",
-    os.path.join(REPO, "configs", "ac_two_rooms.py"),
-    "World-model config.",
-    lock_config=True,
-)
+define_config_flag("World-model config.", os.path.join(REPO, "configs", "ac_two_rooms.py"))
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (trained if needed).")
 _EPISODES = flags.DEFINE_integer("episodes", None, "Episodes (default: config.plan.episodes).")
 _AGENTS = flags.DEFINE_list(
@@ -83,8 +77,7 @@ def train_if_needed(config, workdir: str) -> float | None:
 
 
 def main(argv):
-    del argv
-    quiet_logging_unless_asked()
+    start_command(argv)
     config = loaded_config()
     workdir = os.path.abspath(_WORKDIR.value)
     train_seconds = train_if_needed(config, workdir)

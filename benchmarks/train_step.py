@@ -9,7 +9,12 @@ both the median and the best step time are reported; the headline uses the media
   python benchmarks/train_step.py --config=configs/default.py --steps=30
   python benchmarks/train_step.py --config.batch_size=8             # any --config.<key> override
 
+Also the model's FLOPs (the analytic count the progress line's MFU uses, recomputation
+excluded), its TFLOP/s per device and MFU against the chip's catalogue peak for the config's
+dtype (bf16 on accelerators; on a CPU the measured matmul rate).
+
 Last line: clips_per_s=... gflops_per_s=... matmul_gflops_per_s=... peak_fraction=...
+model_tflops_per_s=... mfu=...
 """
 
 from __future__ import annotations
@@ -23,20 +28,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from jepa_jax.commands.common import loaded_config  # noqa: E402
-from jepa_jax.hardware import compiled_flops, measured_matmul_tflops  # noqa: E402
+from jepa_jax.commands.common import define_config_flag, loaded_config, start_command  # noqa: E402
+from jepa_jax.hardware import (  # noqa: E402
+    compiled_flops,
+    measured_matmul_tflops,
+    peak_tflops_per_device,
+)
 from jepa_jax.sharding import make_global_batch  # noqa: E402
+from jepa_jax.train.flops import jepa_step_flops  # noqa: E402
 from jepa_jax.train.setup import build_trainer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-config_flags.DEFINE_config_file(
-    "config",
-    os.path.join(REPO, "configs", "benchmark_vjepa_tiny.py"),
-    "Training config.",
-    lock_config=True,
-)
+define_config_flag("Training config.", os.path.join(REPO, "configs", "benchmark_vjepa_tiny.py"))
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after the compiling one.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "The timed steps are split into this many rounds.")
@@ -44,7 +48,7 @@ _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square fp32 ref
 
 
 def main(argv):
-    del argv
+    start_command(argv)
     config = loaded_config()
     trainer = build_trainer(config)
     mesh, encoder, predictor, unit = trainer.mesh, trainer.encoder, trainer.predictor, trainer.unit
@@ -97,9 +101,16 @@ def main(argv):
     print(f"throughput: {per_s:.2f} {unit}/s (best {config.batch_size / best:.2f})")
     print(f"XLA cost analysis: {flops / 1e9:.1f} GFLOP/step -> {gflops:.1f} GFLOP/s achieved")
     print(f"fp32 matmul {_MATMUL.value}^3: {mm:.1f} GFLOP/s; achieved / matmul = {gflops / mm:.3f}")
+    model_tflops = jepa_step_flops(trainer) / median / jax.device_count() / 1e12
+    peak, peak_source = peak_tflops_per_device(jax.devices()[0], str(config.model.dtype))
+    print(
+        f"model: {jepa_step_flops(trainer) / 1e9:.1f} GFLOP/step -> {model_tflops:.3f} TFLOP/s "
+        f"per device; MFU {model_tflops / peak:.1%} of {peak:.1f} TFLOP/s ({peak_source})"
+    )
     print(
         f"{unit}_per_s={per_s:.3f} gflops_per_s={gflops:.2f} matmul_gflops_per_s={mm:.2f} "
-        f"peak_fraction={gflops / mm:.4f}"
+        f"peak_fraction={gflops / mm:.4f} model_tflops_per_s={model_tflops:.4f} "
+        f"mfu={model_tflops / peak:.4f}"
     )
 
 

@@ -10,13 +10,12 @@ on a 2-core CPU in well under an hour.
   jepa-jax train --config=configs/ac_two_rooms.py:runlocal --workdir=/tmp/ac   # seconds
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, runlocal=False)
-    c = config_lib.base_config()
-    c.method = "world_model"
+    args = config_recipes.parse_arg(arg, runlocal=False)
+    c = config_lib.base_config("world_model")
     c.seed = 0
     c.total_steps = 6000
     c.batch_size = 64

@@ -8,11 +8,11 @@ random-init one and raw pixels.
   jepa-jax train --config=configs/default.py:runlocal --workdir=/tmp/smoke   # seconds, for tests
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, runlocal=False)
+    args = config_recipes.parse_arg(arg, runlocal=False)
     c = config_lib.base_config()
     c.seed = 0
     # Sized so that `make train` (install, compile, train, probe) ends within about 10 minutes
@@ -63,7 +63,7 @@ def get_config(arg=None):
     c.probe.linear.steps = 1000
 
     if args.runlocal:  # a seconds-long smoke run
-        config_lib.shrink_to_smoke_run(c)
+        config_recipes.shrink_to_smoke_run(c)
         c.probe.num_train = 64
         c.probe.num_test = 32
     return c

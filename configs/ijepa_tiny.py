@@ -7,11 +7,11 @@ A 6-block ViT-tiny on 32x32 images with patch 4 (an 8x8 token grid), I-JEPA mult
   jepa-jax train --config=configs/ijepa_tiny.py:runlocal --workdir=/tmp/ijepa_smoke
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, runlocal=False)
+    args = config_recipes.parse_arg(arg, runlocal=False)
     c = config_lib.base_config()
     c.total_steps = 1000
     c.batch_size = 64
@@ -28,7 +28,7 @@ def get_config(arg=None):
     c.model.predictor.num_heads = 3
     c.model.predictor.zero_init_mask_tokens = False  # I-JEPA: trunc-normal mask token
 
-    c.mask = config_lib.ijepa_mask()
+    c.mask = config_recipes.ijepa_mask()
     c.loss.type = "smooth_l1"  # the I-JEPA code's loss
 
     c.optim.lr = 1e-3
@@ -40,7 +40,7 @@ def get_config(arg=None):
     c.probe.task = "shape"
 
     if args.runlocal:
-        config_lib.shrink_to_smoke_run(c)
+        config_recipes.shrink_to_smoke_run(c)
         c.probe.num_train = 64
         c.probe.num_test = 32
     return c

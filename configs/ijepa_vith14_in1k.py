@@ -17,11 +17,11 @@ file of `path label` lines:
 model, for smoke tests on a laptop.
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, train="", val="", runlocal=False)
+    args = config_recipes.parse_arg(arg, train="", val="", runlocal=False)
     c = config_lib.base_config()
     c.seed = 0
     c.batch_size = 2048
@@ -46,7 +46,7 @@ def get_config(arg=None):
     c.model.scan_layers = True
     c.model.remat_policy = "full"
 
-    c.mask = config_lib.ijepa_mask()
+    c.mask = config_recipes.ijepa_mask()
     c.loss.type = "smooth_l1"
 
     c.optim.update(
@@ -65,6 +65,6 @@ def get_config(arg=None):
     c.probe.enabled = False  # the end-of-training probe needs the built-in labelled sets
 
     if args.runlocal:
-        config_lib.shrink_to_smoke_run(c)
+        config_recipes.shrink_to_smoke_run(c)
         c.data.update(name="shapes", image_size=32)
     return c

@@ -16,16 +16,16 @@ anneals in a cooldown phase at 64 frames, not included here.
   jepa-jax train --config=configs/vjepa2_vitg16.py:runlocal --workdir=/tmp/smoke    # seconds
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, videos="", shards="", runlocal=False)
+    args = config_recipes.parse_arg(arg, videos="", shards="", runlocal=False)
     c = config_lib.base_config()
     c.batch_size = 3072
     c.total_steps = 800 * 300
 
-    config_lib.vjepa_video_data(c.data, args.videos, args.shards)
+    config_recipes.vjepa_video_data(c.data, args.videos, args.shards)
     c.data.image_size = 256
     c.data.num_threads = 4
 
@@ -40,7 +40,7 @@ def get_config(arg=None):
     c.model.scan_layers = True
     c.model.remat_policy = "full"
 
-    c.mask = config_lib.vjepa_mask(count_quantile=0.04)
+    c.mask = config_recipes.vjepa_mask(count_quantile=0.04)
     c.loss.type = "l1"
     c.optim.update(
         lr=5.25e-4,
@@ -57,7 +57,7 @@ def get_config(arg=None):
     c.probe.enabled = False
 
     if args.runlocal:
-        config_lib.shrink_to_smoke_run(c)
+        config_recipes.shrink_to_smoke_run(c)
         c.data.update(name="moving_shapes", num_frames=4, image_size=32)
         c.mask.count_quantile = 0.2
     return c

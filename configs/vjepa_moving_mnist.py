@@ -16,11 +16,11 @@ then
       --workdir=/tmp/mm
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, mnist="", runlocal=False)
+    args = config_recipes.parse_arg(arg, mnist="", runlocal=False)
     c = config_lib.base_config()
     c.batch_size = 32
     c.total_steps = 5000
@@ -34,7 +34,7 @@ def get_config(arg=None):
     c.model.encoder.update(size="tiny", depth=6, patch_size=8, tubelet_size=2)
     c.model.predictor.update(width=96, depth=4, num_heads=3)
 
-    c.mask = config_lib.vjepa_mask()
+    c.mask = config_recipes.vjepa_mask()
     c.loss.type = "l1"
 
     c.optim.update(lr=1e-3, start_lr=2e-4, final_lr=1e-6, warmup_steps=300)
@@ -45,6 +45,6 @@ def get_config(arg=None):
     c.probe.enabled = False  # the end-of-training probe needs the built-in labelled sets
 
     if args.runlocal:
-        config_lib.shrink_to_smoke_run(c, patch_size=8)  # 64 px: an 8x8 patch grid
+        config_recipes.shrink_to_smoke_run(c, patch_size=8)  # 64 px: an 8x8 patch grid
         c.data.num_frames = 4
     return c

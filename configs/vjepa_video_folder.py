@@ -21,16 +21,16 @@ bottleneck; the clip start is then fixed per video, crops stay random):
 `:runlocal` (with videos= or shards=) trains a tiny model on 4-frame 32 px clips for a few steps.
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, videos="", shards="", runlocal=False)
+    args = config_recipes.parse_arg(arg, videos="", shards="", runlocal=False)
     c = config_lib.base_config()
     c.batch_size = 64
     c.total_steps = 20_000
 
-    config_lib.vjepa_video_data(c.data, args.videos, args.shards)
+    config_recipes.vjepa_video_data(c.data, args.videos, args.shards)
     c.data.num_threads = 2
 
     c.model.encoder.size = "base"
@@ -39,7 +39,7 @@ def get_config(arg=None):
     c.model.predictor.update(width=384, depth=6, num_heads=12, zero_init_mask_tokens=True)
     c.model.dtype = "bfloat16"
 
-    c.mask = config_lib.vjepa_mask()
+    c.mask = config_recipes.vjepa_mask()
     c.loss.type = "l1"
 
     c.optim.update(lr=3e-4, start_lr=1e-4, final_lr=1e-6, warmup_steps=2000, grad_clip_norm=10.0)
@@ -50,7 +50,7 @@ def get_config(arg=None):
     c.probe.enabled = False  # the end-of-training probe needs the built-in labelled sets
 
     if args.runlocal:
-        config_lib.shrink_to_smoke_run(c)
+        config_recipes.shrink_to_smoke_run(c)
         c.data.update(num_frames=4, frame_step=2, image_size=32)
         c.model.dtype = "float32"
     return c

@@ -26,17 +26,17 @@ they are), or shards from `jepa-jax prepare`:
 tiny model.
 """
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, videos="", shards="", runlocal=False)
+    args = config_recipes.parse_arg(arg, videos="", shards="", runlocal=False)
     c = config_lib.base_config()
     c.seed = 234
     c.batch_size = 3072
     c.total_steps = 300 * 300
 
-    config_lib.vjepa_video_data(c.data, args.videos, args.shards)
+    config_recipes.vjepa_video_data(c.data, args.videos, args.shards)
     c.data.num_threads = 4
 
     c.model.encoder.size = "large"
@@ -51,7 +51,7 @@ def get_config(arg=None):
     c.model.scan_layers = True
     c.model.remat_policy = "full"
 
-    c.mask = config_lib.vjepa_mask(count_quantile=0.04)
+    c.mask = config_recipes.vjepa_mask(count_quantile=0.04)
     c.loss.type = "l1"
 
     c.optim.update(
@@ -71,7 +71,7 @@ def get_config(arg=None):
     c.probe.enabled = False  # the end-of-training probe needs the built-in labelled sets
 
     if args.runlocal:
-        config_lib.shrink_to_smoke_run(c)
+        config_recipes.shrink_to_smoke_run(c)
         c.data.update(name="moving_shapes", num_frames=4, image_size=32)
         # On a 2x8x8 token grid the long-range blocks cover everything in >4% of draws.
         c.mask.count_quantile = 0.2

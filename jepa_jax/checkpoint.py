@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from typing import Any
 
 import grain
@@ -167,6 +168,10 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message[:300]}"
 
 
+# The coroutines of jax's array serialization (orbax's writes); see _quiet_orbax_failure_logs.
+ORBAX_UNAWAITED_COROUTINES = r"coroutine 'async_serialize"
+
+
 class _OrbaxFailureFilter(logging_std.Filter):
     """Drops orbax's ERROR records: a failed save is reported once, by Checkpointer, as a
     RunError; orbax logs the same failure from each of its threads with a full traceback, and
@@ -218,6 +223,10 @@ def _quiet_orbax_failure_logs() -> None:
 
         hook._jepa_jax_quiet = True
         sys.unraisablehook = hook
+    # Under load, jax's serialization coroutines of an aborted save can be garbage-collected
+    # unawaited at exit: "sys:1: RuntimeWarning: coroutine 'async_serialize_from_host.<locals>.
+    # write_fragment' was never awaited" (+ a tracemalloc hint), after the one-line error.
+    warnings.filterwarnings("ignore", message=ORBAX_UNAWAITED_COROUTINES, category=RuntimeWarning)
 
 
 def free_space(path: str) -> str:

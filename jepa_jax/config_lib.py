@@ -1,147 +1,40 @@
-"""Building blocks for `configs/*.py` files and config validation.
+"""The config schema: every key a training config has, per method, and the run-level checks.
 
-A config file defines `get_config(arg=None)` returning an `ml_collections.ConfigDict`; `arg` is
-the text after `:` in `--config=configs/file.py:arg` and is parsed with `parse_arg`. Config
-files start from `base_config()` and change what differs, so every config has every key and a
-typo'd override (`--config.optim.lrr=1`) is an error rather than a silently new field.
+A config file defines `get_config(arg=None)` returning an `ml_collections.ConfigDict`; it starts
+from `base_config(method)` and changes what differs (recipes and the `:arg` parser are in
+jepa_jax/config_recipes.py), so every config has every key of its method and a typo'd override
+(`--config.optim.lrr=1`) is an error rather than a silently new field. The run's keys (steps,
+batch, model, optimizer, mesh, logging, checkpoints) are shared; each method adds its own
+sections, so a JEPA run carries no planning keys and a world-model run no masks or probes.
+Method-specific checks live beside the code they protect (train/setup.py,
+world_model/setup.py, train/regularizers.py).
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
+from jepa_jax import config_recipes
 from jepa_jax.errors import ConfigError, need
 
 METHODS = ("jepa", "world_model")  # config.method: the training loop `jepa-jax train` runs
+# The sections each method adds to the run's keys (see base_config).
+METHOD_SECTIONS = {
+    "jepa": ("data", "mask", "loss", "ema", "target", "regularizer", "probe"),
+    "world_model": ("env", "world_model", "plan"),
+}
 
 
-def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
-    """Parse `key=value,flag` from `--config=file.py:arg` into a typed ConfigDict.
-
-    Each keyword of `spec` is a known key with its default; values are cast to the default's type
-    (bools accept true/false/1/0; a bare `key` sets a bool to True). Unknown keys are an error.
-
-    Example: parse_arg("data_dir=/mnt/k710,steps=100", data_dir="", steps=1000, runlocal=False)
-    """
-    out = ml_collections.ConfigDict(dict(spec))
-    if not arg:
-        return out
-    for item in arg.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if key not in spec:
-            raise ConfigError(f"unknown config argument {key!r}; expected one of {sorted(spec)}")
-        default = spec[key]
-        if not sep:
-            if not isinstance(default, bool):
-                raise ConfigError(f"config argument {key!r} needs a value ({key}=...)")
-            out[key] = True
-            continue
-        raw = raw.strip()
-        try:
-            if isinstance(default, bool):
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                value = raw.lower() in ("true", "1")
-            elif isinstance(default, int | float):
-                value = type(default)(ast.literal_eval(raw))
-            else:
-                value = raw
-        except (ValueError, SyntaxError) as e:
-            raise ConfigError(
-                f"config argument {key}={raw!r} is not a valid {type(default).__name__}"
-            ) from e
-        out[key] = value
-    return out
-
-
-def vjepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
-    """V-JEPA multiblock3d: short-range (8 blocks at 0.15) and long-range (2 blocks at 0.7)."""
-
-    def block(num_blocks: int, scale: float) -> dict:
-        return dict(
-            num_blocks=num_blocks,
-            spatial_scale=(scale, scale),
-            aspect_ratio=(0.75, 1.5),
-            temporal_scale=(1.0, 1.0),
-            max_temporal_keep=1.0,
-            full_complement=False,
-            num_context=config_dict.placeholder(int),
-            num_target=config_dict.placeholder(int),
-        )
-
-    return ml_collections.ConfigDict(
-        dict(
-            kind="multiblock3d",
-            count_quantile=count_quantile,
-            context_scale=(0.85, 1.0),  # unused by 3D masks; kept so every config has the key
-            blocks=dict(short_range=block(8, 0.15), long_range=block(2, 0.7)),
-        )
-    )
-
-
-def ijepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
-    """I-JEPA multi-block 2D: 4 target blocks (scale 0.15-0.2, aspect 0.75-1.5), 1 context block."""
-    return ml_collections.ConfigDict(
-        dict(
-            kind="multiblock2d",
-            count_quantile=count_quantile,
-            context_scale=(0.85, 1.0),
-            blocks=dict(
-                target=dict(
-                    num_blocks=4,
-                    spatial_scale=(0.15, 0.2),
-                    aspect_ratio=(0.75, 1.5),
-                    temporal_scale=(1.0, 1.0),
-                    max_temporal_keep=1.0,
-                    num_context=config_dict.placeholder(int),
-                    num_target=config_dict.placeholder(int),
-                )
-            ),
-        )
-    )
-
-
-def vjepa_video_data(data: ml_collections.ConfigDict, videos: str, shards: str) -> None:
-    """Set `data` to the V-JEPA recipe's clips from user videos (video_files source) or, when
-    `shards` is given, from `jepa-jax prepare` shards (clip_shards): 16 frames 4 apart at 224 px,
-    random-resized crop scale (0.3, 1.0) and aspect (0.75, 1.35), horizontal flip."""
-    data.name = "clip_shards" if shards else "video_files"
-    data.path = shards or videos
-    data.num_frames = 16
-    data.frame_step = 4
-    data.image_size = 224
-    data.crop_scale = (0.3, 1.0)
-    data.crop_aspect = (0.75, 1.35)
-    data.flip = True
-    data.num_workers = 8  # PyAV decoding needs processes to keep up with an accelerator
-
-
-def shrink_to_smoke_run(c: ml_collections.ConfigDict, patch_size: int = 4) -> None:
-    """Make `c` a seconds-long CPU run (the `:runlocal` config argument): 4 steps of batch 8,
-    a 2-block ViT-tiny encoder (patch `patch_size`) and a 1-block predictor, data read in this
-    process, a log line every step and a checkpoint every 2."""
-    c.total_steps = 4
-    c.batch_size = 8
-    c.data.num_workers = 0
-    c.data.num_threads = 1
-    c.model.encoder.update(size="tiny", depth=2, patch_size=patch_size)
-    c.model.predictor.update(width=32, depth=1, num_heads=2)
-    c.optim.warmup_steps = 2
-    c.log_every = 1
-    c.checkpoint_every = 2
-
-
-def base_config() -> ml_collections.ConfigDict:
-    """Every key a training config has, with the values of a tiny CPU V-JEPA run."""
+def base_config(method: str = "jepa") -> ml_collections.ConfigDict:
+    """Every key a training config of `method` has (one of METHODS: "jepa" for I-JEPA / V-JEPA
+    pretraining, the values of a tiny CPU V-JEPA run; "world_model" for the action-conditioned
+    Two Rooms world model and its planner); ConfigError for another method."""
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is not a training method: expected one of {METHODS}")
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.total_steps = 1000
@@ -163,6 +56,78 @@ def base_config() -> ml_collections.ConfigDict:
     c.collapse_rank_fraction = 0.3
     c.stop_on_collapse = False
 
+    c.model = ml_collections.ConfigDict()
+    c.model.encoder = ml_collections.ConfigDict(
+        dict(
+            size="tiny",
+            width=config_dict.placeholder(int),  # overrides of the preset
+            depth=config_dict.placeholder(int),
+            num_heads=config_dict.placeholder(int),
+            mlp_dim=config_dict.placeholder(int),
+            patch_size=4,
+            tubelet_size=2,
+            uniform_power=True,
+            # sincos | sincos_wh (I-JEPA's 2D channel order) | rope (V-JEPA 2 3D RoPE in every
+            # attention layer, no absolute table); see jepa_jax/models/vit.py
+            pos_embed="sincos",
+            # V-JEPA 2.1 deep self-supervision: 0-based block indices (ending at the last block)
+            # whose normed outputs are all predicted; () = the last block only. The reference's
+            # are 4 levels, e.g. (2, 5, 8, 11) at depth 12; probes read the last level.
+            output_levels=(),
+        )
+    )
+    c.model.predictor = ml_collections.ConfigDict(
+        dict(width=96, depth=6, num_heads=3, mlp_ratio=4.0, zero_init_mask_tokens=True)
+    )
+    c.model.dtype = "float32"  # compute dtype; params and optimizer state stay float32
+    c.model.gelu_approximate = False  # the reference uses exact (erf) GELU
+    c.model.scan_layers = False
+    c.model.remat_policy = "none"
+    # auto: jax.nn.dot_product_attention on GPU (fused cuDNN kernel), einsum elsewhere (faster
+    # than dot_product_attention's generic XLA path on CPU).
+    c.model.attention_impl = "auto"
+
+    c.optim = ml_collections.ConfigDict(
+        dict(
+            lr=1e-3,
+            start_lr=2e-4,
+            final_lr=1e-6,
+            warmup_steps=100,
+            weight_decay=0.04,
+            final_weight_decay=0.4,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            grad_clip_norm=0.0,  # 0 = off
+            schedule_scale=1.0,  # the reference's ipe_scale: schedules span scale*total_steps
+        )
+    )
+    # Mesh axis sizes within a slice (ICI); -1 fills the rest. dcn_* multiply them across slices
+    # (multi-slice TPU) or hosts (GPU nodes): axis size = ici * dcn, with the DCN part outermost.
+    c.mesh = ml_collections.ConfigDict(
+        dict(data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
+    )
+    from jepa_jax.sharding import DEFAULT_LOGICAL_AXIS_RULES  # local: sharding imports jax
+
+    c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
+
+    c.log_every = 50
+    c.checkpoint_every = 500
+    c.keep_checkpoints = 3
+
+    c.method = method
+    if method == "jepa":
+        _add_jepa_sections(c)
+    else:
+        c.env = env_config()
+        c.world_model = world_model_config()
+        c.plan = plan_config()
+    return c
+
+
+def _add_jepa_sections(c: ml_collections.ConfigDict) -> None:
+    """The sections of a JEPA pretraining run (method "jepa"): data, masks, loss, EMA target,
+    collapse regularizer and probes."""
     c.data = ml_collections.ConfigDict()
     c.data.name = "moving_shapes"  # a source registered in jepa_jax.data.sources
     c.data.num_frames = 8  # video only (ignored by image sources)
@@ -207,38 +172,7 @@ def base_config() -> ml_collections.ConfigDict:
     # fraction of failed reads stops the run with an error naming files.
     c.data.max_bad_fraction = 0.01
 
-    c.model = ml_collections.ConfigDict()
-    c.model.encoder = ml_collections.ConfigDict(
-        dict(
-            size="tiny",
-            width=config_dict.placeholder(int),  # overrides of the preset
-            depth=config_dict.placeholder(int),
-            num_heads=config_dict.placeholder(int),
-            mlp_dim=config_dict.placeholder(int),
-            patch_size=4,
-            tubelet_size=2,
-            uniform_power=True,
-            # sincos | sincos_wh (I-JEPA's 2D channel order) | rope (V-JEPA 2 3D RoPE in every
-            # attention layer, no absolute table); see jepa_jax/models/vit.py
-            pos_embed="sincos",
-            # V-JEPA 2.1 deep self-supervision: 0-based block indices (ending at the last block)
-            # whose normed outputs are all predicted; () = the last block only. The reference's
-            # are 4 levels, e.g. (2, 5, 8, 11) at depth 12; probes read the last level.
-            output_levels=(),
-        )
-    )
-    c.model.predictor = ml_collections.ConfigDict(
-        dict(width=96, depth=6, num_heads=3, mlp_ratio=4.0, zero_init_mask_tokens=True)
-    )
-    c.model.dtype = "float32"  # compute dtype; params and optimizer state stay float32
-    c.model.gelu_approximate = False  # the reference uses exact (erf) GELU
-    c.model.scan_layers = False
-    c.model.remat_policy = "none"
-    # auto: jax.nn.dot_product_attention on GPU (fused cuDNN kernel), einsum elsewhere (faster
-    # than dot_product_attention's generic XLA path on CPU).
-    c.model.attention_impl = "auto"
-
-    c.mask = vjepa_mask()
+    c.mask = config_recipes.vjepa_mask()
 
     # type: l1 | l2 | smooth_l1. context_weight > 0 turns on V-JEPA 2.1's dense predictive loss
     # (train/objective.py): the predictor also predicts the context tokens' target features,
@@ -248,21 +182,6 @@ def base_config() -> ml_collections.ConfigDict:
         dict(type="l1", context_weight=0.0, context_ramp=(0, 0), context_distance_weight=False)
     )
 
-    c.optim = ml_collections.ConfigDict(
-        dict(
-            lr=1e-3,
-            start_lr=2e-4,
-            final_lr=1e-6,
-            warmup_steps=100,
-            weight_decay=0.04,
-            final_weight_decay=0.4,
-            b1=0.9,
-            b2=0.999,
-            eps=1e-8,
-            grad_clip_norm=0.0,  # 0 = off
-            schedule_scale=1.0,  # the reference's ipe_scale: schedules span scale*total_steps
-        )
-    )
     c.ema = (0.998, 1.0)  # EMA momentum, linear from ema[0] to ema[1] over the schedule
     # Target encoder. ema=False: the target is the online encoder (target_params then track
     # params exactly, momentum 0, so exports still read target_params); stop_gradient=False
@@ -282,19 +201,6 @@ def base_config() -> ml_collections.ConfigDict:
             vicreg_covariance_weight=0.04,
         )
     )
-
-    # Mesh axis sizes within a slice (ICI); -1 fills the rest. dcn_* multiply them across slices
-    # (multi-slice TPU) or hosts (GPU nodes): axis size = ici * dcn, with the DCN part outermost.
-    c.mesh = ml_collections.ConfigDict(
-        dict(data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1, dcn_tensor=1)
-    )
-    from jepa_jax.sharding import DEFAULT_LOGICAL_AXIS_RULES  # local: sharding imports jax
-
-    c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
-
-    c.log_every = 50
-    c.checkpoint_every = 500
-    c.keep_checkpoints = 3
 
     # Probes of frozen features. enabled/task/num_train/num_test/batch_size also drive the
     # end-of-training linear probe; the rest is for `jepa-jax eval` (eval/suite.py), which reads
@@ -347,14 +253,6 @@ def base_config() -> ml_collections.ConfigDict:
             flat_tokens_max_dim=65536,
         )
     )
-
-    # Which training loop `jepa-jax train` runs: "jepa" (I-JEPA / V-JEPA pretraining) or
-    # "world_model" (action-conditioned predictor on the Two Rooms env: env, world_model, plan).
-    c.method = "jepa"
-    c.env = env_config()
-    c.world_model = world_model_config()
-    c.plan = plan_config()
-    return c
 
 
 def env_config() -> ml_collections.ConfigDict:
@@ -439,6 +337,15 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
     """Check the values the training loop depends on; raise ConfigError naming the bad key."""
 
     need(config.method in METHODS, "method", config.method, f"one of {METHODS}")
+    # A method's sections come from base_config(method): overriding method alone leaves them out.
+    sections = METHOD_SECTIONS[config.method]
+    need(
+        all(k in config for k in sections),
+        "method",
+        config.method,
+        f"a config with its sections {sections} (start it from config_lib.base_config("
+        f"{config.method!r}))",
+    )
     need(int(config.total_steps) >= 1, "total_steps", config.total_steps, "an integer >= 1")
     need(int(config.batch_size) >= 1, "batch_size", config.batch_size, "an integer >= 1")
     need(
@@ -449,21 +356,6 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
     )
     for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
         need(int(config[key]) >= 1, key, config[key], "an integer >= 1")
-    d = config.data
-    for key in ("num_workers", "num_threads", "prefetch"):
-        need(int(d[key]) >= 0, f"data.{key}", d[key], "an integer >= 0")
-    need(
-        0.0 <= float(d.max_bad_fraction) <= 1.0,
-        "data.max_bad_fraction",
-        d.max_bad_fraction,
-        "a fraction in [0, 1]",
-    )
-    need(
-        config.loss.type in ("l1", "l2", "smooth_l1"),
-        "loss.type",
-        config.loss.type,
-        "one of 'l1', 'l2', 'smooth_l1'",
-    )
     need(
         config.model.dtype in ("float32", "bfloat16"),
         "model.dtype",
@@ -502,13 +394,6 @@ def validate_config(config: Mapping[str, Any], num_devices: int, process_count: 
         f"one of {NAN_POLICIES}",
     )
     need(float(o.schedule_scale) >= 1.0, "optim.schedule_scale", o.schedule_scale, "a number >= 1")
-    ema = tuple(config.ema)
-    need(
-        len(ema) == 2 and all(0.0 <= float(m) <= 1.0 for m in ema),
-        "ema",
-        ema,
-        "a pair (start, end) of momenta in [0, 1]",
-    )
     need(int(config.microbatches) >= 1, "microbatches", config.microbatches, "an integer >= 1")
     # The batch (each microbatch) must split evenly over the data-parallel devices (data x fsdp).
     from jepa_jax.sharding import MESH_AXES, mesh_shape  # local: sharding imports jax

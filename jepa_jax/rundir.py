@@ -38,6 +38,18 @@ def write_json_atomic(path: str, obj: Any) -> None:
         raise
 
 
+def read_json(path: str, missing: str) -> Any:
+    """The JSON document at `path`; ConfigError with the message `missing` when the file does
+    not exist, and one naming the path when it is not valid JSON (a truncated write)."""
+    if not os.path.isfile(path):
+        raise ConfigError(missing)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise ConfigError(f"{path!r} is not valid JSON ({e})") from e
+
+
 def _step_dir(path: str) -> tuple[str, int] | None:
     """(workdir, step) when absolute `path` is a `<workdir>/checkpoints/<step>` directory."""
     parent = os.path.dirname(path)
@@ -73,13 +85,11 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         runs recorded their config).
     """
     path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise ConfigError(
-            f"{path!r} not found: {workdir!r} is not a jepa-jax training workdir (expected "
-            f"{CONFIG_FILE} and {CHECKPOINT_DIR}/ written by `jepa-jax train`)"
-        )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    missing = (
+        f"{path!r} not found: {workdir!r} is not a jepa-jax training workdir (expected "
+        f"{CONFIG_FILE} and {CHECKPOINT_DIR}/ written by `jepa-jax train`)"
+    )
+    return ml_collections.ConfigDict(read_json(path, missing))
 
 
 def committed_steps(workdir: str) -> list[int]:

@@ -12,6 +12,7 @@ from helpers import cli, read_losses
 from media import write_index_video, write_mnist_npz, write_truncated_video
 
 from jepa_jax import config_lib
+from jepa_jax.errors import ConfigError
 from jepa_jax.train.loop import train
 from jepa_jax.train.setup import build_trainer
 from jepa_jax.world_model.setup import build_world_model_trainer
@@ -39,6 +40,50 @@ def test_every_config_loads_and_builds(path):
         trainer = build_trainer(config)
         assert trainer.example_shape[-1] == 3
         assert len(trainer.sampler.specs) >= 1
+
+
+def test_each_method_carries_its_own_sections_only():
+    jepa = config_lib.base_config()
+    wm = config_lib.base_config("world_model")
+    shared = {"seed", "total_steps", "batch_size", "model", "optim", "mesh", "method"}
+    assert shared <= set(jepa) and shared <= set(wm)
+    for method, config in (("jepa", jepa), ("world_model", wm)):
+        assert config.method == method
+        own = set(config_lib.METHOD_SECTIONS[method])
+        other = {k for m, ks in config_lib.METHOD_SECTIONS.items() if m != method for k in ks}
+        assert own <= set(config) and not other & set(config), (method, sorted(config))
+        config_lib.validate_config(config, num_devices=1)
+    # The shipped configs too: no planning keys in a JEPA run, no masks in a world-model run.
+    assert "plan" not in load_config(os.path.join(REPO, "configs", "default.py"))
+    assert "mask" not in load_config(os.path.join(REPO, "configs", "ac_two_rooms.py"))
+
+
+def test_a_method_without_its_sections_is_one_clear_error():
+    with pytest.raises(ConfigError, match=r"method='planner' .*expected one of"):
+        config_lib.base_config("planner")
+    config = config_lib.base_config()
+    config.method = "world_model"  # as --config.method=world_model on a JEPA config would
+    with pytest.raises(
+        ConfigError, match=r"config.method='world_model'.*base_config\('world_model'\)"
+    ):
+        config_lib.validate_config(config, num_devices=1)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("loss.type", "l3", r"config.loss.type='l3'.*one of \('l1', 'l2', 'smooth_l1'\)"),
+        ("data.num_workers", -1, r"config.data.num_workers=-1.*an integer >= 0"),
+        ("data.max_bad_fraction", 1.5, r"config.data.max_bad_fraction=1.5.*\[0, 1\]"),
+        ("ema", (0.9, 1.2), r"config.ema=\(0.9, 1.2\).*momenta in \[0, 1\]"),
+    ],
+)
+def test_jepa_sections_are_checked_before_building(key, value, message):
+    config = load_config(os.path.join(REPO, "tests", "configs", "tiny.py"))
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(ConfigError, match=message):
+        build_trainer(config)
 
 
 def test_recipes_carry_the_reference_values():

@@ -170,6 +170,14 @@ def test_missing_files_and_overwrite_are_clear_errors(workdir, tmp_path):
     shutil.rmtree(os.path.join(out, PARAMS_DIR))
     with pytest.raises(ConfigError, match="is incomplete"):
         read_encoder_dir(out)
+    # A truncated JSON file (a copy cut short) is a one-line error naming it.
+    with open(os.path.join(out, "encoder_config.json"), "w") as f:
+        f.write('{"width": 3')
+    with pytest.raises(ConfigError, match=r"encoder_config.json' is not valid JSON"):
+        read_encoder_dir(out)
+    (no_config / rundir.CONFIG_FILE).write_text("{")
+    with pytest.raises(ConfigError, match=r"config.json' is not valid JSON"):
+        restore_target_encoder(str(no_config))
 
 
 def test_image_encoder_from_a_training_config():

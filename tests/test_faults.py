@@ -353,3 +353,22 @@ def test_orbax_failure_filter_drops_asyncio_reports_of_orbax_writes():
     assert keep(record(other_exc))  # someone else's failure stays visible
     assert not keep(record(None, msg="Task exception: orbax write failed"))
     assert keep(record(orbax_exc, name="jepa_jax"))  # only asyncio's reports are dropped
+
+
+def test_unawaited_serialization_coroutines_of_a_failed_save_are_quiet():
+    # Under load, jax's serialization coroutines of the aborted save are collected unawaited at
+    # exit and Python warns about each after the one-line error; other coroutines still warn.
+    import warnings
+
+    from jepa_jax.checkpoint import _quiet_orbax_failure_logs
+
+    with warnings.catch_warnings(record=True) as caught:
+        _quiet_orbax_failure_logs()
+        warnings.warn_explicit(
+            "coroutine 'async_serialize_from_host.<locals>.write_fragment' was never awaited",
+            RuntimeWarning,
+            "sys",
+            1,
+        )
+        warnings.warn_explicit("coroutine 'mine' was never awaited", RuntimeWarning, "sys", 1)
+    assert [str(w.message) for w in caught] == ["coroutine 'mine' was never awaited"]

@@ -3,7 +3,7 @@ functions included): no module imports itself through others, and no layer impor
 
 Layers, lowest first (a module may import its own layer and those below):
   0 foundations   errors, rundir, signals, startup, hardware, distributed, event_writer, sharding,
-                  config_lib, compile_cache
+                  config_recipes, config_lib, compile_cache
   1 inputs        masking, data, envs
   2 models        models, convert
   3 methods       eval, export, checkpoint
@@ -21,7 +21,7 @@ LAYERS = {
     **dict.fromkeys(
         ("errors", "rundir", "signals", "startup", "hardware", "distributed", "event_writer"), 0
     ),
-    **dict.fromkeys(("sharding", "config_lib", "compile_cache"), 0),
+    **dict.fromkeys(("sharding", "config_recipes", "config_lib", "compile_cache"), 0),
     **dict.fromkeys(("masking", "data", "envs"), 1),
     **dict.fromkeys(("models", "convert"), 2),
     **dict.fromkeys(("eval", "export", "checkpoint"), 3),

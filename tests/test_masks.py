@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jepa_jax import config_lib
+from jepa_jax import config_recipes
 from jepa_jax.masking import BlockConfig, MaskError, build_mask_sampler, multiblock
 
 VIDEO_GRID = (8, 8, 8)
@@ -12,12 +12,12 @@ IMAGE_GRID = (14, 14)
 
 @pytest.fixture(scope="module")
 def video_sampler():
-    return build_mask_sampler(config_lib.vjepa_mask(), VIDEO_GRID)
+    return build_mask_sampler(config_recipes.vjepa_mask(), VIDEO_GRID)
 
 
 @pytest.fixture(scope="module")
 def image_sampler():
-    return build_mask_sampler(config_lib.ijepa_mask(), IMAGE_GRID)
+    return build_mask_sampler(config_recipes.ijepa_mask(), IMAGE_GRID)
 
 
 def test_video_masks_fixed_counts_disjoint_in_bounds(video_sampler):
@@ -103,12 +103,12 @@ def test_bad_mask_configs_are_clear_errors():
     with pytest.raises(MaskError, match="spatial_scale"):
         BlockConfig(num_blocks=1, spatial_scale=(0.3, 0.2))
     with pytest.raises(MaskError, match="needs a 3D token grid"):
-        build_mask_sampler(config_lib.vjepa_mask(), (8, 8))
-    cfg = config_lib.vjepa_mask()
+        build_mask_sampler(config_recipes.vjepa_mask(), (8, 8))
+    cfg = config_recipes.vjepa_mask()
     cfg.blocks.short_range.num_context = 10_000
     with pytest.raises(MaskError, match="num_context=10000"):
         build_mask_sampler(cfg, VIDEO_GRID)
-    cfg = config_lib.vjepa_mask()
+    cfg = config_recipes.vjepa_mask()
     cfg.blocks.long_range.num_context = 400  # never this much context with 2 blocks at 0.7
     sampler = build_mask_sampler(cfg, VIDEO_GRID)
     with pytest.raises(MaskError, match="could not draw"):

@@ -221,6 +221,11 @@ def test_eval_cli_error_is_one_line(tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
     assert lines[0].startswith("jepa-jax eval: error: checkpoint path not found")
+    # Without --config, a directory with no training config.json says what is missing.
+    out = cli("eval", f"--workdir={tmp_path}")
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert "--config is needed for --checkpoint=" in lines[0]
 
 
 def test_wide_features_are_projected_without_changing_the_linear_model():
@@ -328,7 +333,16 @@ def test_learning_curve_probes_every_checkpoint_and_draws_a_png(tmp_path):
     run = tmp_path / "run"
     config = tiny_video_config()
     config.update(total_steps=4, checkpoint_every=2)
+    config.probe.update(probes=("linear",), task="color")
     train(config, str(run))  # checkpoints at steps 2 and 4
+    # Without --config, eval probes the run as its own config.json says.
+    plain = cli("eval", f"--workdir={run}")
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    results = json.loads((run / RESULTS_FILE).read_text())
+    assert results["task"] == "color" and set(results["encoders"]["trained"]) == {
+        "linear",
+        "linear_flat",
+    }
     out = cli(
         "eval",
         f"--config={PROBE_CONFIG}:runlocal,task=color",

@@ -23,7 +23,7 @@ step). Arguments
 import importlib.util
 import os
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def default_run_config():
@@ -36,7 +36,7 @@ def default_run_config():
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, task="", clips=1, views=1, vjepa2=False, runlocal=False)
+    args = config_recipes.parse_arg(arg, task="", clips=1, views=1, vjepa2=False, runlocal=False)
     run = default_run_config()
     c = config_lib.base_config()
     c.seed = 0

@@ -4,21 +4,39 @@ from __future__ import annotations
 
 import os
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jepa_jax.errors import ConfigError
 
 
-def quiet_logging_unless_asked() -> None:
-    """Show only warnings from libraries (orbax logs every save at INFO) unless -v or
-    `jepa-jax --verbose` was given."""
+def start_command(argv: list[str]) -> None:
+    """What every command's main does first: reject stray positional arguments (absl passes
+    them through), then show only warnings from libraries (orbax logs every save at INFO)
+    unless -v or `jepa-jax --verbose` was given."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from jepa_jax import startup
 
     if startup.verbose() and not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.INFO)
     elif not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def define_config_flag(help_text: str, default: str | None = None) -> None:
+    """The --config flag: a config file `configs/<file>.py[:arg]` whose fields can be overridden
+    with --config.<key>=<value> (locked: an override of an unknown key is an error)."""
+    config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+
+
+def define_export_flags() -> tuple[flags.FlagHolder, flags.FlagHolder]:
+    """--out (required) and --overwrite, the flags of the commands that write an export
+    directory (`export`, `import`)."""
+    out = flags.DEFINE_string("out", None, "Export directory to write.")
+    overwrite = flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --out.")
+    flags.mark_flag_as_required("out")
+    return out, overwrite
 
 
 def directory_flag(flag_name: str) -> str:

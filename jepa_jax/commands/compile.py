@@ -11,16 +11,12 @@ import os
 import sys
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import define_config_flag, loaded_config, start_command
 
-config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Config file, configs/<file>.py[:arg]; override fields with --config.<key>=<value>.",
-    lock_config=True,
+define_config_flag(
+    "Config file, configs/<file>.py[:arg]; override fields with --config.<key>=<value>."
 )
 _TOPOLOGY = flags.DEFINE_string(
     "topology", None, "TPU slice: v5p-128, v4-32, v5e-16, v6e-8, or a chip shape like v5p:4x4x8."
@@ -32,9 +28,7 @@ flags.mark_flags_as_required(["config", "topology"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     # Compile for TPU without claiming this machine's accelerators; libtpu needs no workers.
     from jepa_jax.aot import compile_for_topology, parse_topology
 

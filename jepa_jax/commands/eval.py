@@ -1,11 +1,13 @@
-"""`jepa-jax eval --config=configs/probes/<file>.py --workdir=DIR [--checkpoint=PATH] [--step=N]`
+"""`jepa-jax eval --workdir=DIR [--config=configs/probes/<file>.py] [--checkpoint=PATH] [--step=N]`
 
 Trains frozen-feature probes (linear, attentive, kNN; config.probe.probes) on the labelled
 examples of config.data, for the target encoder of --checkpoint and for the baselines in
 config.probe.baselines ("random_init", "pixels"). --checkpoint is an export directory
 (`jepa-jax export` / `jepa-jax import`), a training workdir (its latest checkpoint, or --step) or
 a workdir's checkpoints/<step>; it defaults to --workdir. Writes DIR/eval_results.json and
-TensorBoard scalars <encoder>/<probe>/accuracy to DIR/tensorboard.
+TensorBoard scalars <encoder>/<probe>/accuracy to DIR/tensorboard. Without --config the probes
+are those of the training run's own config.json (its data and probe sections), so
+`jepa-jax eval --workdir=RUN` probes a run as it was trained.
 
 With --all_steps (or --steps=100,200,...) it probes several checkpoints of a training workdir
 and writes DIR/learning_curve.json (accuracy vs step; baselines once), which
@@ -14,16 +16,18 @@ and writes DIR/learning_curve.json (accuracy vs step; baselines once), which
 
 from __future__ import annotations
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jepa_jax.commands.common import directory_flag, loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import (
+    define_config_flag,
+    directory_flag,
+    loaded_config,
+    start_command,
+)
 
-config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Probe config file, configs/probes/<file>.py[:arg]; override with --config.<key>=<value>.",
-    lock_config=True,
+define_config_flag(
+    "Probe config file, configs/probes/<file>.py[:arg]; override with --config.<key>=<value> "
+    "(default: the training run's config.json)."
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output directory: eval_results.json and tensorboard/."
@@ -40,19 +44,17 @@ _ALL_STEPS = flags.DEFINE_bool(
     "all_steps", False, "Probe every kept checkpoint of the training workdir: a learning curve."
 )
 _STEPS = flags.DEFINE_list("steps", None, "Checkpoint steps for a learning curve, e.g. 100,200.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     from jepa_jax.errors import ConfigError
     from jepa_jax.eval.suite import run_eval, run_learning_curve  # heavy imports after parsing
 
-    config = loaded_config()
     workdir = directory_flag("workdir")
     checkpoint = _CHECKPOINT.value or workdir
+    config = loaded_config() if flags.FLAGS["config"].value is not None else run_config(checkpoint)
     if _ALL_STEPS.value or _STEPS.value:
         if _STEP.value is not None:
             raise ConfigError("--step picks one checkpoint; use --steps or --all_steps for a curve")
@@ -63,3 +65,26 @@ def main(argv: list[str]) -> None:
         run_learning_curve(config, checkpoint, workdir, steps)
     else:
         run_eval(config, checkpoint, workdir, _STEP.value)
+
+
+def run_config(checkpoint: str):
+    """The training config of the run `checkpoint` belongs to, as the probe config; ConfigError
+    when there is none (an export directory) or the run is not a JEPA pretraining run."""
+    import os
+
+    from jepa_jax import rundir
+    from jepa_jax.errors import ConfigError
+
+    root = rundir.run_root(checkpoint)
+    if not os.path.isfile(os.path.join(root, rundir.CONFIG_FILE)):
+        raise ConfigError(
+            f"--config is needed for --checkpoint={checkpoint!r}: it has no training "
+            f"{rundir.CONFIG_FILE} naming the data and labels to probe (an export directory?)"
+        )
+    config = rundir.read_config(root)
+    if config.get("method", "jepa") != "jepa":
+        raise ConfigError(
+            f"{checkpoint!r} is a {config.method!r} run: eval probes JEPA encoders (plan a world "
+            f"model with `jepa-jax plan --checkpoint={checkpoint}`)"
+        )
+    return config

@@ -8,21 +8,18 @@ model) and OUT/model.safetensors (PyTorch reference key names). Load it with
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from jepa_jax.commands.common import directory_flag, quiet_logging_unless_asked
+from jepa_jax.commands.common import define_export_flags, directory_flag, start_command
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (config.json + checkpoints/).")
-_OUT = flags.DEFINE_string("out", None, "Export directory to write.")
+_OUT, _OVERWRITE = define_export_flags()
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --out.")
-flags.mark_flags_as_required(["workdir", "out"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     import jax
 
     from jepa_jax.export.encoder_dir import write_encoder_dir

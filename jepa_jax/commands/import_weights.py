@@ -16,12 +16,12 @@ config); otherwise give --image_size (and --num_frames for video, default 16).
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from jepa_jax.commands.common import quiet_logging_unless_asked
+from jepa_jax.commands.common import define_export_flags, start_command
 
 _SOURCE = flags.DEFINE_string("source", None, "Checkpoint file or Hugging Face model directory.")
-_OUT = flags.DEFINE_string("out", None, "Export directory to write.")
+_OUT, _OVERWRITE = define_export_flags()
 _ENTRY = flags.DEFINE_string(
     "entry",
     None,
@@ -31,14 +31,11 @@ _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per clip of a vid
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels (RoPE checkpoints).")
 _NUM_HEADS = flags.DEFINE_integer("num_heads", None, "Attention heads (default: the preset's).")
 _SIZE = flags.DEFINE_string("size", None, "Expected encoder preset (e.g. large): checked.")
-_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --out.")
-flags.mark_flags_as_required(["source", "out"])
+flags.mark_flags_as_required(["source"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     from jepa_jax.convert.sources import convert_source
     from jepa_jax.export.encoder_dir import write_encoder_dir
 

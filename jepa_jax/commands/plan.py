@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from jepa_jax import rundir
-from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import define_config_flag, loaded_config, start_command
 from jepa_jax.errors import ConfigError
 
-config_flags.DEFINE_config_file(
-    "config",
-    None,
+define_config_flag(
     "The world model's training config, configs/<file>.py[:arg] (default: the workdir's "
     "config.json); --config.plan.<key>=<value> changes the planner (planner, horizon, samples, "
-    "iterations, energy, ...).",
-    lock_config=True,
+    "iterations, energy, ...)."
 )
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Workdir of the world-model training run (its latest checkpoint is used)."
@@ -55,9 +51,7 @@ flags.mark_flags_as_required(["checkpoint"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     if flags.FLAGS["config"].value is None:
         config = rundir.read_config(rundir.run_root(_CHECKPOINT.value))
     else:

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jepa_jax.commands.common import loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import define_config_flag, loaded_config, start_command
 
-config_flags.DEFINE_config_file(
-    "config",
-    None,
+define_config_flag(
     "Training config whose data block names the videos (data.path) and the clip settings; "
-    "override fields with --config.<key>=<value>.",
-    lock_config=True,
+    "override fields with --config.<key>=<value>."
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the shards and clips.json.")
 _SPLIT = flags.DEFINE_enum(
@@ -43,9 +39,7 @@ flags.mark_flags_as_required(["config", "output"])
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     from jepa_jax.data import file_index, file_sources, video
     from jepa_jax.data.prepare_clips import prepare_clips
 

@@ -8,17 +8,18 @@ DIR/probe_results.json. `config.method` picks the loop: "jepa" (I-JEPA / V-JEPA,
 
 from __future__ import annotations
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from jepa_jax import compile_cache, distributed
-from jepa_jax.commands.common import directory_flag, loaded_config, quiet_logging_unless_asked
+from jepa_jax.commands.common import (
+    define_config_flag,
+    directory_flag,
+    loaded_config,
+    start_command,
+)
 
-config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Config file, configs/<file>.py[:arg]; override fields with --config.<key>=<value>.",
-    lock_config=True,
+define_config_flag(
+    "Config file, configs/<file>.py[:arg]; override fields with --config.<key>=<value>."
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir",
@@ -41,9 +42,7 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logging_unless_asked()
+    start_command(argv)
     # Before anything touches a JAX backend.
     distributed.initialize(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _DISTRIBUTED.value

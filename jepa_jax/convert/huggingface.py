@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from jepa_jax import rundir
 from jepa_jax.convert import reference
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
@@ -146,10 +147,8 @@ def load_hf_directory(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state dict, config) of a Hugging Face model directory (config.json plus
     model.safetensors, sharded safetensors with an index, or pytorch_model.bin via torch)."""
     config_path = os.path.join(path, "config.json")
-    if not os.path.isfile(config_path):
-        raise ConfigError(f"{config_path!r} not found: {path!r} is not a Hugging Face model dir")
-    with open(config_path) as f:
-        config = json.load(f)
+    missing = f"{config_path!r} not found: {path!r} is not a Hugging Face model dir"
+    config = rundir.read_json(config_path, missing)
     single = os.path.join(path, "model.safetensors")
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(single):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jepa_jax import rundir
 from jepa_jax.convert.reference import params_to_reference
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
@@ -105,13 +106,11 @@ def read_encoder_config(path: str) -> tuple[EncoderConfig, dict[str, Any]]:
     if not os.path.isdir(path):
         raise ConfigError(f"encoder directory not found: {path!r}")
     config_path = os.path.join(path, ENCODER_CONFIG_FILE)
-    if not os.path.isfile(config_path):
-        raise ConfigError(
-            f"{config_path!r} not found: {path!r} is not an export directory (written by "
-            f"`jepa-jax export` or `jepa-jax import`)"
-        )
-    with open(config_path) as f:
-        data = json.load(f)
+    missing = (
+        f"{config_path!r} not found: {path!r} is not an export directory (written by "
+        f"`jepa-jax export` or `jepa-jax import`)"
+    )
+    data = rundir.read_json(config_path, missing)
     return EncoderConfig.from_json(data, config_path), data
 
 

@@ -10,18 +10,16 @@ depends on the future, which is also what makes autoregressive rollouts exact.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
 from jepa_jax.models.layers import (
-    dense_init,
+    TransformerModel,
+    dense,
     norm_and_project_out,
     transformer_like,
-    zeros_init,
 )
 from jepa_jax.models.pos_embed import sincos_1d, sincos_2d
 
@@ -33,7 +31,7 @@ def block_causal_mask(num_steps: int, tokens_per_step: int) -> np.ndarray:
     return step[:, None] >= step[None, :]
 
 
-class ActionConditionedPredictor(nn.Module):
+class ActionConditionedPredictor(TransformerModel):
     """Predicts next-step frame latents from [action, state, frame] tokens per step.
 
     Positions: a fixed sin-cos table over the frame's patch grid for the patch tokens, and a
@@ -48,11 +46,6 @@ class ActionConditionedPredictor(nn.Module):
     out_width: int  # encoder width D
     grid: tuple[int, int]  # the frame's patch grid; P = grid[0] * grid[1] tokens per frame
     use_state: bool = False
-    dtype: Any = jnp.float32
-    gelu_approximate: bool = False
-    scan: bool = False
-    remat_policy: str = "none"
-    attention_impl: str = "auto"
 
     @property
     def tokens_per_step(self) -> int:
@@ -79,13 +72,7 @@ class ActionConditionedPredictor(nn.Module):
             raise ValueError("states must be given exactly when use_state is True")
 
         def embed(x, name):
-            return nn.Dense(
-                self.width,
-                dtype=self.dtype,
-                kernel_init=dense_init(("embed_in", "embed")),
-                bias_init=zeros_init(("embed",)),
-                name=name,
-            )(x)
+            return dense(self.width, ("embed_in", "embed"), self.dtype, name)(x)
 
         frames = embed(latents, "frame_embed")
         frames = frames + jnp.asarray(sincos_2d(self.width, self.grid), frames.dtype)

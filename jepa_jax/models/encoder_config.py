@@ -18,6 +18,19 @@ from jepa_jax.models.vit import POS_EMBEDS, VisionTransformer
 
 FORMAT = "jepa-jax-encoder"
 VERSION = 1
+# The fields an EncoderConfig shares with VisionTransformer (the rest describe the input).
+ARCHITECTURE_FIELDS = (
+    "width",
+    "depth",
+    "num_heads",
+    "mlp_dim",
+    "patch_size",
+    "tubelet_size",
+    "uniform_power",
+    "pos_embed",
+    "gelu_approximate",
+    "output_levels",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,20 +71,8 @@ class EncoderConfig:
 
     def build(self, dtype=jnp.float32, attention_impl: str = "auto") -> VisionTransformer:
         """The flax module (unscanned layers, the layout exports store)."""
-        return VisionTransformer(
-            width=self.width,
-            depth=self.depth,
-            num_heads=self.num_heads,
-            mlp_dim=self.mlp_dim,
-            patch_size=self.patch_size,
-            tubelet_size=self.tubelet_size,
-            uniform_power=self.uniform_power,
-            pos_embed=self.pos_embed,
-            gelu_approximate=self.gelu_approximate,
-            output_levels=self.output_levels,
-            dtype=dtype,
-            attention_impl=attention_impl,
-        )
+        architecture = {f: getattr(self, f) for f in ARCHITECTURE_FIELDS}
+        return VisionTransformer(**architecture, dtype=dtype, attention_impl=attention_impl)
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -109,15 +110,6 @@ class EncoderConfig:
 
         enc = build_encoder(config["model"])
         return cls(
-            width=enc.width,
-            depth=enc.depth,
-            num_heads=enc.num_heads,
-            mlp_dim=enc.mlp_dim,
-            patch_size=enc.patch_size,
-            tubelet_size=enc.tubelet_size,
+            **{f: getattr(enc, f) for f in ARCHITECTURE_FIELDS},
             input_shape=tuple(pipeline.input_shape(config["data"])),
-            uniform_power=enc.uniform_power,
-            pos_embed=enc.pos_embed,
-            gelu_approximate=enc.gelu_approximate,
-            output_levels=enc.output_levels,
         )

@@ -12,6 +12,7 @@ Logical names used here:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,18 @@ def dense_init(names: tuple[str | None, ...], std: float = INIT_STD) -> Callable
 
 def zeros_init(names: tuple[str | None, ...]) -> Callable:
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
+
+
+def dense(features: int, axes: tuple[str, str], dtype: Dtype, name: str | None = None) -> nn.Dense:
+    """A Dense layer [..., in] -> [..., features] whose kernel carries the logical axes
+    (in_axis, out_axis) and whose zero bias carries out_axis (the sharding rules read them)."""
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        kernel_init=dense_init(axes),
+        bias_init=zeros_init(axes[1:]),
+        name=name,
+    )
 
 
 def ones_init(names: tuple[str | None, ...]) -> Callable:
@@ -80,23 +93,11 @@ class Mlp(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        h = nn.Dense(
-            self.mlp_dim,
-            dtype=self.dtype,
-            kernel_init=dense_init(("embed", "mlp")),
-            bias_init=zeros_init(("mlp",)),
-            name="fc1",
-        )(x)
+        h = dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "fc1")(x)
         h = nn.with_logical_constraint(h, ("act_batch", "act_tokens", "act_mlp"))
         h = nn.gelu(h, approximate=self.gelu_approximate)
         h = checkpoint_name(h, "mlp_hidden")
-        return nn.Dense(
-            width,
-            dtype=self.dtype,
-            kernel_init=dense_init(("mlp", "embed")),
-            bias_init=zeros_init(("embed",)),
-            name="fc2",
-        )(h)
+        return dense(width, ("mlp", "embed"), self.dtype, "fc2")(h)
 
 
 ATTENTION_IMPLEMENTATIONS = ("auto", "dot_product_attention", "einsum")
@@ -332,23 +333,26 @@ class Transformer(nn.Module):
         return (x, kept) if keep_layers else x
 
 
-def transformer_like(config_owner: nn.Module, name: str = "transformer") -> Transformer:
-    """A `Transformer` child (created inside `config_owner`'s compact method) with the owner's
-    depth, num_heads, mlp_dim, dtype, gelu_approximate, scan, remat_policy and attention_impl.
+class TransformerModel(nn.Module):
+    """Base of the models built around one `Transformer` (the encoder and both predictors): the
+    stack's execution options, declared once (keyword-only, so each model keeps its own
+    positional fields) and passed on by `transformer_like`."""
 
-    The encoder and both predictors carry these same fields; one constructor keeps a new stack
-    option from being wired into one model and forgotten in another."""
-    return Transformer(
-        depth=config_owner.depth,
-        num_heads=config_owner.num_heads,
-        mlp_dim=config_owner.mlp_dim,
-        dtype=config_owner.dtype,
-        gelu_approximate=config_owner.gelu_approximate,
-        scan=config_owner.scan,
-        remat_policy=config_owner.remat_policy,
-        attention_impl=config_owner.attention_impl,
-        name=name,
-    )
+    dtype: Any = dataclasses.field(default=jnp.float32, kw_only=True)  # compute dtype
+    gelu_approximate: bool = dataclasses.field(default=False, kw_only=True)
+    scan: bool = dataclasses.field(default=False, kw_only=True)  # nn.scan over the blocks
+    remat_policy: str = dataclasses.field(default="none", kw_only=True)
+    attention_impl: str = dataclasses.field(default="auto", kw_only=True)
+
+
+STACK_OPTIONS = ("dtype", "gelu_approximate", "scan", "remat_policy", "attention_impl")
+
+
+def transformer_like(owner: TransformerModel, name: str = "transformer") -> Transformer:
+    """A `Transformer` child (created inside `owner`'s compact method) with the owner's depth,
+    num_heads, mlp_dim and stack options (STACK_OPTIONS), so a new option reaches every model."""
+    fields = ("depth", "num_heads", "mlp_dim") + STACK_OPTIONS
+    return Transformer(**{f: getattr(owner, f) for f in fields}, name=name)
 
 
 def rescale_residual_projections(params: Any, depth: int) -> Any:
@@ -418,10 +422,4 @@ def norm_and_project_out(x: jax.Array, out_width: int, dtype: Dtype, prefix: str
     two modules are its children (the param names the converters and checkpoints rely on);
     `prefix` names a second head ("context_norm", "context_proj")."""
     x = layer_norm(f"{prefix}norm", dtype)(x)
-    return nn.Dense(
-        out_width,
-        dtype=dtype,
-        kernel_init=dense_init(("embed", "embed_out")),
-        bias_init=zeros_init(("embed_out",)),
-        name=f"{prefix}proj",
-    )(x)
+    return dense(out_width, ("embed", "embed_out"), dtype, f"{prefix}proj")(x)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.models.layers import (
-    dense_init,
+    TransformerModel,
+    dense,
     norm_and_project_out,
     transformer_like,
     trunc_normal,
-    zeros_init,
 )
 from jepa_jax.models.pos_embed import sincos_table
 
 
-class Predictor(nn.Module):
+class Predictor(TransformerModel):
     """Predicts target-token representations from context-token features.
 
     Context features are projected to the predictor width and given their (fixed sin-cos)
@@ -42,11 +40,6 @@ class Predictor(nn.Module):
     num_mask_tokens: int = 1
     zero_init_mask_tokens: bool = True
     uniform_power: bool = True
-    dtype: Any = jnp.float32
-    gelu_approximate: bool = False
-    scan: bool = False
-    remat_policy: str = "none"
-    attention_impl: str = "auto"
     pos_embed: str = "sincos"
     context_head: bool = False
     # V-JEPA 2.1 deep self-supervision: the context features are `in_levels` encoder levels
@@ -83,21 +76,11 @@ class Predictor(nn.Module):
         if self.in_levels > 1:
             if self.out_width % self.in_levels:
                 raise ValueError(f"out_width {self.out_width} is not {self.in_levels} levels")
-            ctx = nn.Dense(
-                self.out_width // self.in_levels,
-                dtype=self.dtype,
-                kernel_init=dense_init(("embed_in", "embed_fusion")),
-                bias_init=zeros_init(("embed_fusion",)),
-                name="fusion",
+            ctx = dense(
+                self.out_width // self.in_levels, ("embed_in", "embed_fusion"), self.dtype, "fusion"
             )(ctx)
             ctx = nn.gelu(ctx, approximate=self.gelu_approximate)
-        x = nn.Dense(
-            self.width,
-            dtype=self.dtype,
-            kernel_init=dense_init(("embed_in", "embed")),
-            bias_init=zeros_init(("embed",)),
-            name="embed",
-        )(ctx)
+        x = dense(self.width, ("embed_in", "embed"), self.dtype, "embed")(ctx)
         x = x + pos[ctx_idx].astype(x.dtype)
         token_init = nn.initializers.zeros_init() if self.zero_init_mask_tokens else trunc_normal()
         mask_tokens = self.param(

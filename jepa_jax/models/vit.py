@@ -9,14 +9,13 @@ the backward pass has no scatter.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.errors import ConfigError
-from jepa_jax.models.layers import dense_init, layer_norm, transformer_like, zeros_init
+from jepa_jax.models.layers import TransformerModel, dense, layer_norm, transformer_like
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.models.rope import token_rope
 
@@ -119,7 +118,7 @@ def check_output_levels(levels: tuple[int, ...], depth: int, where: str) -> tupl
     return levels
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(TransformerModel):
     """ViT encoder: patch/tubelet embedding + fixed sin-cos positions (or 3D RoPE) + blocks +
     final LayerNorm.
 
@@ -136,11 +135,6 @@ class VisionTransformer(nn.Module):
     patch_size: int
     tubelet_size: int = 2
     uniform_power: bool = True
-    dtype: Any = jnp.float32
-    gelu_approximate: bool = False
-    scan: bool = False
-    remat_policy: str = "none"
-    attention_impl: str = "auto"
     pos_embed: str = "sincos"  # one of POS_EMBEDS
     output_levels: tuple[int, ...] = ()
 
@@ -171,13 +165,7 @@ class VisionTransformer(nn.Module):
         patches = patchify(x, self.patch_size, self.tubelet_size)
         if token_idx is not None:
             patches = gather_tokens(patches, token_idx)
-        h = nn.Dense(
-            self.width,
-            dtype=self.dtype,
-            kernel_init=dense_init(("patch", "embed")),
-            bias_init=zeros_init(("embed",)),
-            name="patch_embed",
-        )(patches)
+        h = dense(self.width, ("patch", "embed"), self.dtype, "patch_embed")(patches)
         rope = None
         if self.pos_embed == "rope":
             rope = token_rope(grid, self.width // self.num_heads, token_idx)

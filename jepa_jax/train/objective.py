@@ -46,6 +46,9 @@ def per_level_layer_norm(h: jax.Array, levels: int) -> jax.Array:
     return layer_norm_nonaffine(grouped).reshape(h.shape)
 
 
+LOSS_TYPES = ("l1", "l2", "smooth_l1")  # config.loss.type
+
+
 def latent_loss(
     pred: jax.Array, target: jax.Array, kind: str, token_weights: jax.Array | None = None
 ) -> jax.Array:
@@ -60,7 +63,7 @@ def latent_loss(
         a = jnp.abs(diff)
         elementwise = jnp.where(a < 1.0, 0.5 * a * a, a - 0.5)
     else:
-        raise ValueError(f"unknown loss type {kind!r}; expected 'l1', 'l2' or 'smooth_l1'")
+        raise ValueError(f"unknown loss type {kind!r}; expected one of {LOSS_TYPES}")
     if token_weights is not None:
         elementwise = elementwise * token_weights[..., None].astype(jnp.float32)
     return elementwise.mean()

@@ -15,7 +15,7 @@ import optax
 from jax.sharding import Mesh
 
 from jepa_jax.data import pipeline
-from jepa_jax.errors import need_under
+from jepa_jax.errors import need, need_under
 from jepa_jax.masking import MaskSampler, build_mask_sampler
 from jepa_jax.models import (
     Predictor,
@@ -27,7 +27,7 @@ from jepa_jax.models import (
 )
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules
 from jepa_jax.train import optim
-from jepa_jax.train.objective import JepaObjective
+from jepa_jax.train.objective import LOSS_TYPES, JepaObjective
 from jepa_jax.train.regularizers import regularizer_from_config, target_mode_from_config
 from jepa_jax.train.state import abstract_state, create_state, make_init_fn
 from jepa_jax.train.step import make_train_step
@@ -116,6 +116,25 @@ def dense_loss_from_config(config: Mapping[str, Any]) -> tuple[float, tuple[int,
     return weight, (int(ramp[0]), int(ramp[1]))
 
 
+def validate_jepa_config(config: Mapping[str, Any]) -> None:
+    """Check the JEPA sections' values that no builder below checks (data reading, loss type,
+    EMA momenta); ConfigError naming the bad key."""
+    data = need_under("data")
+    for key in ("num_workers", "num_threads", "prefetch"):
+        data(int(config.data[key]) >= 0, key, config.data[key], "an integer >= 0")
+    bad = config.data.max_bad_fraction
+    data(0.0 <= float(bad) <= 1.0, "max_bad_fraction", bad, "a fraction in [0, 1]")
+    loss_type = config.loss.type
+    need_under("loss")(loss_type in LOSS_TYPES, "type", loss_type, f"one of {LOSS_TYPES}")
+    ema = tuple(config.ema)
+    need(
+        len(ema) == 2 and all(0.0 <= float(m) <= 1.0 for m in ema),
+        "ema",
+        ema,
+        "a pair (start, end) of momenta in [0, 1]",
+    )
+
+
 def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = None) -> Trainer:
     """Resolve a training config (raises ConfigError for values that cannot work).
 
@@ -123,6 +142,7 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
       config: a training ConfigDict (see config_lib.base_config).
       devices: the devices of the mesh (default: all).
     """
+    validate_jepa_config(config)
     mesh = create_mesh(config.mesh, devices)
     rules = logical_rules(config.logical_axis_rules)
     example_shape = pipeline.input_shape(config.data)

@@ -28,6 +28,18 @@ from jepa_jax.models.init import init_encoder_params, init_predictor_params
 from jepa_jax.sharding import check_divisible, tree_shardings
 
 
+def new_state(params: Any, tx: optax.GradientTransformation, **buffers: Any) -> dict[str, Any]:
+    """A training state at step 0, the plain dict every method's step and checkpoint use:
+    {"params", "opt_state" (tx.init(params)), "step" int32 scalar} plus `buffers`, the method's
+    own trees that the optimizer does not update (the EMA target, frozen modules)."""
+    return {
+        "params": params,
+        **buffers,
+        "opt_state": tx.init(params),
+        "step": jnp.zeros((), jnp.int32),
+    }
+
+
 def make_init_fn(
     encoder: VisionTransformer,
     predictor: Predictor,
@@ -48,12 +60,7 @@ def make_init_fn(
         }
         # The target starts as a copy of the context encoder, in its own buffers.
         target_params = {"encoder": jax.tree.map(jnp.copy, params["encoder"])}
-        return {
-            "params": params,
-            "target_params": target_params,
-            "opt_state": tx.init(params),
-            "step": jnp.zeros((), jnp.int32),
-        }
+        return new_state(params, tx, target_params=target_params)
 
     return init
 

@@ -30,7 +30,7 @@ from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replic
 from jepa_jax.train import optim
 from jepa_jax.train.monitors import feature_stats
 from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
-from jepa_jax.train.state import abstract_state, create_state
+from jepa_jax.train.state import abstract_state, create_state, new_state
 from jepa_jax.world_model import data
 from jepa_jax.world_model.model import WorldModel, build_world_model
 from jepa_jax.world_model.objective import WorldModelObjective
@@ -180,12 +180,7 @@ def make_init_fn(
             params["idm"] = model.idm.init(k_idm, z[:, 0], z[:, 0])["params"]
         else:
             frozen["encoder"] = encoder
-        return {
-            "params": params,
-            "frozen": frozen,
-            "opt_state": tx.init(params),
-            "step": jnp.zeros((), jnp.int32),
-        }
+        return new_state(params, tx, frozen=frozen)
 
     return init
 

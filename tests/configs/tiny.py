@@ -1,10 +1,10 @@
 """Tiny configs for tests: `tiny.py` (V-JEPA, video) or `tiny.py:image` (I-JEPA)."""
 
-from jepa_jax import config_lib
+from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, image=False)
+    args = config_recipes.parse_arg(arg, image=False)
     c = config_lib.base_config()
     c.total_steps = 8
     c.batch_size = 8
@@ -22,6 +22,6 @@ def get_config(arg=None):
     if args.image:  # I-JEPA on 32x32 images: an 8x8 token grid
         c.data.name = "shapes"
         c.model.encoder.tubelet_size = 1
-        c.mask = config_lib.ijepa_mask()
+        c.mask = config_recipes.ijepa_mask()
         c.probe.task = "shape"
     return c
