@@ -2,9 +2,10 @@
 
 Prints, on the same random-wall tasks (start and goal in different rooms): the world model's
 success rate, mean env steps to the goal and seconds per episode; the random-policy floor; and
-the ceilings of the same planner with the true simulator (true distance, and the learned latent
-distance). If WORKDIR has no checkpoint at config.total_steps yet, the model is trained (or
-resumed) first and the training wall time is reported and kept in WORKDIR/train_time.json.
+the ceilings of the same planner with the true simulator (straight-line distance, wall-aware
+geodesic distance, and the learned latent distance). If WORKDIR has no checkpoint at
+config.total_steps yet, the model is trained (or resumed) first and the training wall time is
+reported and kept in WORKDIR/train_time.json.
 The machine may be shared: times are wall-clock and as noisy as its load.
 
   python benchmarks/planning.py --workdir=workdirs/ac_two_rooms            # train, then plan
@@ -12,7 +13,7 @@ The machine may be shared: times are wall-clock and as noisy as its load.
   python benchmarks/planning.py --workdir=/tmp/ac --config=configs/ac_two_rooms.py:runlocal
 
 Last line: success_rate=... seconds_per_episode=... train_seconds=... random_success_rate=...
-simulator_success_rate=... simulator_latent_success_rate=...
+simulator_success_rate=... simulator_geodesic_success_rate=... simulator_latent_success_rate=...
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ define_config_flag("World-model config.", os.path.join(REPO, "configs", "ac_two_
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (trained if needed).")
 _EPISODES = flags.DEFINE_integer("episodes", None, "Episodes (default: config.plan.episodes).")
 _AGENTS = flags.DEFINE_list(
-    "agents", "model,random,simulator,simulator_latent", "Agents to evaluate, in order."
+    "agents",
+    "model,random,simulator,simulator_geodesic,simulator_latent",
+    "Agents to evaluate, in order.",
 )
 flags.mark_flags_as_required(["workdir"])
 

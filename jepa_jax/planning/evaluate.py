@@ -129,11 +129,12 @@ def summarize(result: dict[str, Any]) -> dict[str, float]:
 
 
 # Agents `evaluate_all` can run, in report order: the learned model, then the references.
-AGENTS = ("model", "random", "simulator", "simulator_latent")
+AGENTS = ("model", "random", "simulator", "simulator_geodesic", "simulator_latent")
 AGENT_DESCRIPTIONS = {
     "model": "the world model (images only)",
     "random": "random exploratory policy (floor)",
-    "simulator": "planner + true simulator, true distance (ceiling)",
+    "simulator": "planner + true simulator, straight-line distance (blind to the wall)",
+    "simulator_geodesic": "planner + true simulator, true geodesic distance (planner ceiling)",
     "simulator_latent": "planner + true simulator, learned latent distance (predictor ceiling)",
 }
 
@@ -182,11 +183,12 @@ def evaluate_all(
         else:
             if name == "model":
                 agent = agents.LatentAgent(model, energy, distance, int(plan.context_steps))
-            elif name == "simulator":
-                agent = agents.SimulatorAgent(env, chunk, energy)
+            elif name in ("simulator", "simulator_geodesic"):
+                metric = "geodesic" if name == "simulator_geodesic" else "euclidean"
+                agent = agents.SimulatorAgent(env, chunk, energy, metric)
             else:
                 agent = agents.SimulatorLatentAgent(model, energy, distance)
-            agent_params = {} if name == "simulator" else params
+            agent_params = params if name in ("model", "simulator_latent") else {}
             result = evaluate_agent(settings, agent, agent_params, tasks, seed, parallel, log)
         out[name] = {"summary": summarize(result), "result": result}
     return out
