@@ -37,6 +37,12 @@ _AGENTS = flags.DEFINE_list(
     "model,random,simulator,simulator_geodesic,simulator_latent",
     "Agents to evaluate, in order.",
 )
+_ENERGY_PLOT = flags.DEFINE_string(
+    "energy_plot",
+    "",
+    "Also draw the learned latent distance against the true geodesic distance to the goal as a "
+    "PNG at this path (needs matplotlib).",
+)
 flags.mark_flags_as_required(["workdir"])
 
 TRAIN_TIME_FILE = "train_time.json"
@@ -79,6 +85,30 @@ def train_if_needed(config, workdir: str) -> float | None:
     return seconds
 
 
+def plot_energy(quality: dict, path: str) -> None:
+    """Scatter of latent distance (y) vs geodesic distance to the goal (x), one colour per side of
+    the wall: what a planner following the energy sees."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    geodesic, latent = quality["geodesic"].ravel(), quality["latent"].ravel()
+    detour = geodesic - quality["euclidean"].ravel() > 1.0  # the wall is in the way
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    ax.scatter(geodesic[~detour], latent[~detour], s=6, alpha=0.5, label="straight path")
+    ax.scatter(geodesic[detour], latent[detour], s=6, alpha=0.5, label="around the wall")
+    ax.set_xlabel("true geodesic distance to the goal (px)")
+    ax.set_ylabel("latent distance to the goal")
+    rho = quality["spearman_geodesic"]
+    ax.set_title(f"learned energy vs distance-to-go (Spearman {rho:.2f})")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path} ({int(np.size(geodesic))} points)")
+
+
 def main(argv):
     start_command(argv)
     config = loaded_config()
@@ -105,6 +135,16 @@ def main(argv):
     print("")
     for name in agents:
         print(evaluate.format_summary(name, results[name]["summary"]))
+    env = trainer.model.env
+    quality = evaluate.energy_quality(trainer.model, params, env, str(p.distance), int(p.seed))
+    print(
+        f"latent energy vs true distance to the goal (Spearman, mean over "
+        f"{quality['latent'].shape[0]} layouts x {quality['latent'].shape[1]} positions): "
+        f"geodesic {quality['spearman_geodesic']:.3f}, straight line "
+        f"{quality['spearman_euclidean']:.3f}"
+    )
+    if _ENERGY_PLOT.value:
+        plot_energy(quality, _ENERGY_PLOT.value)
     print(
         "training: "
         + ("not timed by this benchmark" if train_seconds is None else f"{train_seconds:.0f} s")
@@ -118,6 +158,7 @@ def main(argv):
             seconds_per_episode=s["seconds_per_episode"],
         )
     figures["train_seconds"] = float("nan") if train_seconds is None else train_seconds
+    figures["energy_spearman_geodesic"] = quality["spearman_geodesic"]
     for name in agents:
         if name != "model":
             figures[f"{name}_success_rate"] = results[name]["summary"]["success_rate"]

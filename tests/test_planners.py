@@ -130,6 +130,28 @@ def test_geodesic_energy_leads_the_planner_around_the_wall():
     assert outcomes == {"euclidean": False, "geodesic": True}
 
 
+class PositionEncoder:
+    """A stand-in world model whose 'latent' is the agent's true position (the blob's centroid):
+    its latent distance is the straight-line distance, blind to the wall."""
+
+    def encode(self, params, frames):  # [K, S, S, 2] -> [K, 1, 2]
+        blob = frames[..., 0]
+        c = jnp.arange(blob.shape[-1], dtype=jnp.float32)
+        mass = blob.sum(axis=(1, 2))
+        x = (blob.sum(axis=1) * c).sum(-1) / mass
+        y = (blob.sum(axis=2) * c).sum(-1) / mass
+        return jnp.stack([x, y], axis=-1)[:, None, :]
+
+
+def test_energy_quality_tells_a_wall_blind_energy_from_the_true_one():
+    env = two_rooms.TwoRooms()
+    q = evaluate.energy_quality(PositionEncoder(), {"encoder": {}}, env, "l2", seed=0,
+                                num_tasks=8, positions_per_task=24)  # fmt: skip
+    assert q["latent"].shape == q["geodesic"].shape == (8, 24)
+    assert q["spearman_euclidean"] > 0.99  # it *is* the straight-line distance (squared)
+    assert q["spearman_geodesic"] < q["spearman_euclidean"] - 0.02  # the wall's detours
+
+
 def test_random_policy_floor_is_scored_on_the_same_tasks():
     env = two_rooms.TwoRooms()
     tasks = evaluate.make_tasks(env, seed=0, num=8, margin=2.6)
