@@ -2,9 +2,10 @@
 
 Prints, on the same random-wall tasks (start and goal in different rooms): the world model's
 success rate, mean env steps to the goal and seconds per episode; the random-policy floor; and
-the ceilings of the same planner with the true simulator (true distance, and the learned latent
-distance). If WORKDIR has no checkpoint at config.total_steps yet, the model is trained (or
-resumed) first and the training wall time is reported and kept in WORKDIR/train_time.json.
+the ceilings of the same planner with the true simulator (straight-line distance, wall-aware
+geodesic distance, and the learned latent distance). If WORKDIR has no checkpoint at
+config.total_steps yet, the model is trained (or resumed) first and the training wall time is
+reported and kept in WORKDIR/train_time.json.
 The machine may be shared: times are wall-clock and as noisy as its load.
 
   python benchmarks/planning.py --workdir=workdirs/ac_two_rooms            # train, then plan
@@ -12,7 +13,7 @@ The machine may be shared: times are wall-clock and as noisy as its load.
   python benchmarks/planning.py --workdir=/tmp/ac --config=configs/ac_two_rooms.py:runlocal
 
 Last line: success_rate=... seconds_per_episode=... train_seconds=... random_success_rate=...
-simulator_success_rate=... simulator_latent_success_rate=...
+simulator_success_rate=... simulator_geodesic_success_rate=... simulator_latent_success_rate=...
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ define_config_flag("World-model config.", os.path.join(REPO, "configs", "ac_two_
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory (trained if needed).")
 _EPISODES = flags.DEFINE_integer("episodes", None, "Episodes (default: config.plan.episodes).")
 _AGENTS = flags.DEFINE_list(
-    "agents", "model,random,simulator,simulator_latent", "Agents to evaluate, in order."
+    "agents",
+    "model,random,simulator,simulator_geodesic,simulator_latent",
+    "Agents to evaluate, in order.",
+)
+_ENERGY_PLOT = flags.DEFINE_string(
+    "energy_plot",
+    "",
+    "Also draw the learned latent distance against the true geodesic distance to the goal as a "
+    "PNG at this path (needs matplotlib).",
 )
 flags.mark_flags_as_required(["workdir"])
 
@@ -76,6 +85,30 @@ def train_if_needed(config, workdir: str) -> float | None:
     return seconds
 
 
+def plot_energy(quality: dict, path: str) -> None:
+    """Scatter of latent distance (y) vs geodesic distance to the goal (x), one colour per side of
+    the wall: what a planner following the energy sees."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    geodesic, latent = quality["geodesic"].ravel(), quality["latent"].ravel()
+    detour = geodesic - quality["euclidean"].ravel() > 1.0  # the wall is in the way
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    ax.scatter(geodesic[~detour], latent[~detour], s=6, alpha=0.5, label="straight path")
+    ax.scatter(geodesic[detour], latent[detour], s=6, alpha=0.5, label="around the wall")
+    ax.set_xlabel("true geodesic distance to the goal (px)")
+    ax.set_ylabel("latent distance to the goal")
+    rho = quality["spearman_geodesic"]
+    ax.set_title(f"learned energy vs distance-to-go (Spearman {rho:.2f})")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path} ({int(np.size(geodesic))} points)")
+
+
 def main(argv):
     start_command(argv)
     config = loaded_config()
@@ -102,6 +135,16 @@ def main(argv):
     print("")
     for name in agents:
         print(evaluate.format_summary(name, results[name]["summary"]))
+    env = trainer.model.env
+    quality = evaluate.energy_quality(trainer.model, params, env, str(p.distance), int(p.seed))
+    print(
+        f"latent energy vs true distance to the goal (Spearman, mean over "
+        f"{quality['latent'].shape[0]} layouts x {quality['latent'].shape[1]} positions): "
+        f"geodesic {quality['spearman_geodesic']:.3f}, straight line "
+        f"{quality['spearman_euclidean']:.3f}"
+    )
+    if _ENERGY_PLOT.value:
+        plot_energy(quality, _ENERGY_PLOT.value)
     print(
         "training: "
         + ("not timed by this benchmark" if train_seconds is None else f"{train_seconds:.0f} s")
@@ -115,6 +158,7 @@ def main(argv):
             seconds_per_episode=s["seconds_per_episode"],
         )
     figures["train_seconds"] = float("nan") if train_seconds is None else train_seconds
+    figures["energy_spearman_geodesic"] = quality["spearman_geodesic"]
     for name in agents:
         if name != "model":
             figures[f"{name}_success_rate"] = results[name]["summary"]["success_rate"]

@@ -70,6 +70,88 @@ def test_mpc_with_true_simulator_reaches_goals_through_the_door():
     np.testing.assert_array_equal(path[steps:], np.broadcast_to(path[steps], path[steps:].shape))
 
 
+def brute_force_geodesic(env, wall_x, door_y, a, b, n=801):
+    """Shortest path through the doorway by dense search over where it crosses the wall's two
+    faces (each room is convex, so the legs inside the rooms are straight)."""
+    lo, hi = wall_x - env.wall_half_width, wall_x + env.wall_half_width
+    ys = np.linspace(door_y - env.door_half_height, door_y + env.door_half_height, n)
+    if (a[0] < wall_x) == (b[0] < wall_x):
+        return float(np.linalg.norm(a - b))
+    left, right = (a, b) if a[0] < wall_x else (b, a)
+    to_left = np.hypot(left[0] - lo, left[1] - ys)  # [n] legs to the left face
+    to_right = np.hypot(right[0] - hi, right[1] - ys)
+    across = np.hypot(hi - lo, ys[:, None] - ys[None, :])  # [n, n] inside the doorway
+    return float((to_left[:, None] + across + to_right[None, :]).min())
+
+
+def test_geodesic_distance_goes_through_the_door():
+    env = two_rooms.TwoRooms()
+    tasks = evaluate.make_tasks(env, seed=3, num=24, margin=2.6)
+    fn = jax.jit(jax.vmap(lambda t, a, b: two_rooms.geodesic_distance(env, t["layout"], a, b)))
+    got = np.asarray(fn(tasks, tasks["start"], tasks["goal"]))
+    for i in range(24):
+        wall_x, door_y = float(tasks["layout"]["wall_x"][i]), float(tasks["layout"]["door_y"][i])
+        a, b = np.asarray(tasks["start"][i]), np.asarray(tasks["goal"][i])
+        want = brute_force_geodesic(env, wall_x, door_y, a, b)
+        assert got[i] >= np.linalg.norm(a - b) - 1e-4  # never shorter than the straight line
+        np.testing.assert_allclose(got[i], want, atol=0.02)
+    # Within one room it is the straight line; it is symmetric.
+    layout = {"wall_x": jnp.float32(32.0), "door_y": jnp.float32(18.0)}
+    a, b = jnp.asarray([5.0, 50.0]), jnp.asarray([25.0, 10.0])
+    d = two_rooms.geodesic_distance(env, layout, a, b)
+    np.testing.assert_allclose(d, np.hypot(20.0, 40.0), rtol=1e-6)
+    c = jnp.asarray([55.0, 50.0])
+    np.testing.assert_allclose(
+        two_rooms.geodesic_distance(env, layout, a, c),
+        two_rooms.geodesic_distance(env, layout, c, a),
+        rtol=1e-6,
+    )
+
+
+def test_geodesic_energy_leads_the_planner_around_the_wall():
+    # The door is far from the straight line between start and goal: the straight-line energy
+    # pushes the agent into the wall, the geodesic one leads it through the door.
+    env = two_rooms.TwoRooms()
+    settings = mpc.MpcSettings(
+        planner=planners.PlannerSettings(kind="mppi", samples=64, elites=8, iterations=3),
+        horizon=8,
+        max_steps=150,
+    )
+    task = {
+        "layout": {"wall_x": jnp.float32(32.0), "door_y": jnp.float32(12.0)},
+        "start": jnp.asarray([20.0, 52.0]),
+        "goal": jnp.asarray([44.0, 52.0]),
+    }
+    outcomes = {}
+    for metric in ("euclidean", "geodesic"):
+        agent = agents.SimulatorAgent(env, action_chunk=4, distance=metric)
+        run = jax.jit(lambda t, k, agent=agent: mpc.run_episode(settings, agent, {}, t, k))
+        outcomes[metric] = bool(run(task, jax.random.key(0))["success"])
+    assert outcomes == {"euclidean": False, "geodesic": True}
+
+
+class PositionEncoder:
+    """A stand-in world model whose 'latent' is the agent's true position (the blob's centroid):
+    its latent distance is the straight-line distance, blind to the wall."""
+
+    def encode(self, params, frames):  # [K, S, S, 2] -> [K, 1, 2]
+        blob = frames[..., 0]
+        c = jnp.arange(blob.shape[-1], dtype=jnp.float32)
+        mass = blob.sum(axis=(1, 2))
+        x = (blob.sum(axis=1) * c).sum(-1) / mass
+        y = (blob.sum(axis=2) * c).sum(-1) / mass
+        return jnp.stack([x, y], axis=-1)[:, None, :]
+
+
+def test_energy_quality_tells_a_wall_blind_energy_from_the_true_one():
+    env = two_rooms.TwoRooms()
+    q = evaluate.energy_quality(PositionEncoder(), {"encoder": {}}, env, "l2", seed=0,
+                                num_tasks=8, positions_per_task=24)  # fmt: skip
+    assert q["latent"].shape == q["geodesic"].shape == (8, 24)
+    assert q["spearman_euclidean"] > 0.99  # it *is* the straight-line distance (squared)
+    assert q["spearman_geodesic"] < q["spearman_euclidean"] - 0.02  # the wall's detours
+
+
 def test_random_policy_floor_is_scored_on_the_same_tasks():
     env = two_rooms.TwoRooms()
     tasks = evaluate.make_tasks(env, seed=0, num=8, margin=2.6)

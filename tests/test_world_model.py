@@ -53,12 +53,12 @@ def test_train_then_plan_smoke_and_exact_resume(tmp_path):
         "--baselines",
         f"--save_episode={gif}",
     )
-    for name in ("model", "random", "simulator", "simulator_latent"):
+    for name in ("model", "random", "simulator", "simulator_geodesic", "simulator_latent"):
         assert any(line.startswith(name) and "success" in line for line in proc.stdout.splitlines())
     with open(os.path.join(full, "plan_results.json")) as f:
         results = json.load(f)
     assert results["checkpoint_step"] == 4
-    for name in ("model", "random", "simulator"):
+    for name in ("model", "random", "simulator", "simulator_geodesic"):
         assert results[name]["episodes"] == 2
         assert 0.0 <= results[name]["success_rate"] <= 1.0
         assert results[name]["seconds_per_episode"] > 0

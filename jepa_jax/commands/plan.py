@@ -36,8 +36,8 @@ _EPISODES = flags.DEFINE_integer(
 _BASELINES = flags.DEFINE_bool(
     "baselines",
     False,
-    "Also run the random-policy floor and the planner with the true simulator (true distance, "
-    "and learned latent distance) on the same episodes.",
+    "Also run the random-policy floor and the planner with the true simulator (straight-line, "
+    "geodesic and learned latent distance) on the same episodes.",
 )
 _SAVE_EPISODE = flags.DEFINE_string(
     "save_episode",

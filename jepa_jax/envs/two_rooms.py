@@ -153,6 +153,67 @@ def room_of(layout: Layout, pos: jax.Array) -> jax.Array:
     return (pos[..., 0] > layout["wall_x"]).astype(jnp.int32)
 
 
+def _segment_clears_wall(env: TwoRooms, layout: Layout, p: jax.Array, q: jax.Array) -> jax.Array:
+    """Whether the straight segment p -> q ([2] each) misses the wall's solid part: where it lies
+    inside the wall's thickness, its rows stay in the door opening (tolerance 1e-3 px, so paths
+    through the door's corners count as clear)."""
+    lo, hi = layout["wall_x"] - env.wall_half_width, layout["wall_x"] + env.wall_half_width
+    dx = q[0] - p[0]
+    safe_dx = jnp.where(jnp.abs(dx) < 1e-9, 1.0, dx)
+    t_lo, t_hi = (lo - p[0]) / safe_dx, (hi - p[0]) / safe_dx
+    t0 = jnp.clip(jnp.minimum(t_lo, t_hi), 0.0, 1.0)
+    t1 = jnp.clip(jnp.maximum(t_lo, t_hi), 0.0, 1.0)
+    vertical_inside = (jnp.abs(dx) < 1e-9) & (p[0] > lo) & (p[0] < hi)
+    t0 = jnp.where(jnp.abs(dx) < 1e-9, 0.0, t0)
+    t1 = jnp.where(jnp.abs(dx) < 1e-9, 1.0, t1)
+    crosses = jnp.where(jnp.abs(dx) < 1e-9, vertical_inside, t1 > t0)
+    y0, y1 = p[1] + t0 * (q[1] - p[1]), p[1] + t1 * (q[1] - p[1])
+    tol = 1e-3
+    door_lo = layout["door_y"] - env.door_half_height - tol
+    door_hi = layout["door_y"] + env.door_half_height + tol
+    in_door = (jnp.minimum(y0, y1) >= door_lo) & (jnp.maximum(y0, y1) <= door_hi)
+    return ~crosses | in_door
+
+
+def geodesic_distance(env: TwoRooms, layout: Layout, a: jax.Array, b: jax.Array) -> jax.Array:
+    """Length of the shortest wall-avoiding path between free positions a and b ([2] each), pixels.
+
+    The free space is two convex rooms joined by the doorway, whose only reflex corners are the
+    doorway's four corners; a shortest path is therefore the straight segment or bends at one or
+    two of those corners. Every such candidate whose segments clear the wall is measured and the
+    shortest kept. Equal to the Euclidean distance within a room; through the door otherwise.
+    """
+    wx, w = layout["wall_x"], env.wall_half_width
+    dy, dh = layout["door_y"], env.door_half_height
+    corners = jnp.stack(
+        [
+            jnp.stack([wx - w, dy - dh]),
+            jnp.stack([wx - w, dy + dh]),
+            jnp.stack([wx + w, dy - dh]),
+            jnp.stack([wx + w, dy + dh]),
+        ]
+    )  # [4, 2]
+
+    def clear(p, q):
+        return _segment_clears_wall(env, layout, p, q)
+
+    def seg(p, q):
+        return jnp.linalg.norm(q - p)
+
+    inf = jnp.float32(jnp.inf)
+    direct = jnp.where(clear(a, b), seg(a, b), inf)
+    one = jax.vmap(lambda c: jnp.where(clear(a, c) & clear(c, b), seg(a, c) + seg(c, b), inf))(
+        corners
+    )
+
+    def two(c, d):
+        ok = clear(a, c) & clear(c, d) & clear(d, b)
+        return jnp.where(ok, seg(a, c) + seg(c, d) + seg(d, b), inf)
+
+    pairs = jax.vmap(lambda c: jax.vmap(lambda d: two(c, d))(corners))(corners)
+    return jnp.minimum(direct, jnp.minimum(one.min(), pairs.min()))
+
+
 # ---------------------------------------------------------------------------------------------
 # Dynamics.
 # ---------------------------------------------------------------------------------------------

@@ -89,11 +89,14 @@ class LatentAgent(_WorldModelAgent):
 
 @dataclasses.dataclass(frozen=True)
 class SimulatorAgent:
-    """The ceiling: plans with the true simulator and the true distance to the goal."""
+    """The ceiling: plans with the true simulator and a true distance to the goal: "euclidean"
+    (straight line, blind to the wall) or "geodesic" (the shortest wall-avoiding path, through
+    the door: two_rooms.geodesic_distance), the distance a perfect latent energy would give."""
 
     env: TwoRooms
     action_chunk: int
     energy: str = "sum"
+    distance: str = "euclidean"  # euclidean | geodesic
 
     def goal(self, params: Any, task: dict) -> jax.Array:
         return task["goal"]
@@ -101,6 +104,9 @@ class SimulatorAgent:
     def cost_fn(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array) -> CostFn:
         def one(tokens):  # [H, A] -> distance after each model step [H]
             at_frames = _frame_positions(self.env, self.action_chunk, task["layout"], pos, tokens)
+            if self.distance == "geodesic":
+                geodesic = lambda p: two_rooms.geodesic_distance(self.env, task["layout"], p, goal)
+                return jax.vmap(geodesic)(at_frames)
             return jnp.linalg.norm(at_frames - goal, axis=-1)
 
         return lambda tokens: reduce_over_horizon(jax.vmap(one)(tokens), self.energy)

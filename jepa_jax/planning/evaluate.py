@@ -25,6 +25,7 @@ from jepa_jax.planning import mpc
 TASK_SEED_OFFSET = 0
 PLANNER_SEED_OFFSET = 1
 RANDOM_POLICY_SEED_OFFSET = 2
+ENERGY_QUALITY_SEED_OFFSET = 3
 
 
 def make_tasks(env: TwoRooms, seed: int, num: int, margin: float) -> dict[str, Any]:
@@ -128,12 +129,75 @@ def summarize(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two [K] samples (no ties in continuous data)."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def energy_quality(
+    model: Any,
+    params: Any,
+    env: TwoRooms,
+    distance: str,
+    seed: int,
+    num_tasks: int = 32,
+    positions_per_task: int = 32,
+    margin: float = 2.6,
+) -> dict[str, Any]:
+    """How well the learned latent distance to a goal ranks the true distance to it.
+
+    For each of `num_tasks` random layouts and goals, `positions_per_task` free positions are
+    drawn uniformly over both rooms; each is rendered, encoded, and its latent distance to the
+    goal's latent (`distance`: l1 | l2) compared with its true distance-to-go: the geodesic one
+    (through the door) and, for contrast, the straight line (which ignores the wall). A latent
+    energy a planner can follow ranks positions as the geodesic distance does.
+
+    Returns:
+      {"spearman_geodesic", "spearman_euclidean": mean rank correlation over tasks,
+       "latent" / "geodesic" / "euclidean": float [num_tasks, positions_per_task]}.
+    """
+    from jepa_jax.planning.energy import latent_distance
+
+    key = jax.random.fold_in(jax.random.key(seed), ENERGY_QUALITY_SEED_OFFSET)
+    tasks = make_tasks(env, seed + ENERGY_QUALITY_SEED_OFFSET, num_tasks, margin)
+    k = positions_per_task
+
+    def one(task, key):
+        raw = jax.random.uniform(key, (k, 2), minval=env.lo, maxval=env.hi)
+        pos = jax.vmap(lambda p: two_rooms.project_to_free(env, task["layout"], p))(raw)
+        frames = two_rooms.render_many(
+            env, task["layout"], jnp.concatenate([pos, task["goal"][None]])
+        )
+        z = model.encode(params["encoder"], frames)  # [k + 1, P, D]
+        latent = latent_distance(z[:k], z[k], distance)
+        geodesic = jax.vmap(
+            lambda p: two_rooms.geodesic_distance(env, task["layout"], p, task["goal"])
+        )(pos)
+        return latent, geodesic, jnp.linalg.norm(pos - task["goal"], axis=-1)
+
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_tasks))
+    latent, geodesic, euclidean = map(np.asarray, jax.jit(jax.vmap(one))(tasks, keys))
+
+    def mean_rank_correlation(true):  # per task, then averaged
+        return float(np.mean([_rank_correlation(a, b) for a, b in zip(latent, true, strict=True)]))
+
+    return {
+        "spearman_geodesic": mean_rank_correlation(geodesic),
+        "spearman_euclidean": mean_rank_correlation(euclidean),
+        "latent": latent,
+        "geodesic": geodesic,
+        "euclidean": euclidean,
+    }
+
+
 # Agents `evaluate_all` can run, in report order: the learned model, then the references.
-AGENTS = ("model", "random", "simulator", "simulator_latent")
+AGENTS = ("model", "random", "simulator", "simulator_geodesic", "simulator_latent")
 AGENT_DESCRIPTIONS = {
     "model": "the world model (images only)",
     "random": "random exploratory policy (floor)",
-    "simulator": "planner + true simulator, true distance (ceiling)",
+    "simulator": "planner + true simulator, straight-line distance (blind to the wall)",
+    "simulator_geodesic": "planner + true simulator, true geodesic distance (planner ceiling)",
     "simulator_latent": "planner + true simulator, learned latent distance (predictor ceiling)",
 }
 
@@ -182,11 +246,12 @@ def evaluate_all(
         else:
             if name == "model":
                 agent = agents.LatentAgent(model, energy, distance, int(plan.context_steps))
-            elif name == "simulator":
-                agent = agents.SimulatorAgent(env, chunk, energy)
+            elif name in ("simulator", "simulator_geodesic"):
+                metric = "geodesic" if name == "simulator_geodesic" else "euclidean"
+                agent = agents.SimulatorAgent(env, chunk, energy, metric)
             else:
                 agent = agents.SimulatorLatentAgent(model, energy, distance)
-            agent_params = {} if name == "simulator" else params
+            agent_params = params if name in ("model", "simulator_latent") else {}
             result = evaluate_agent(settings, agent, agent_params, tasks, seed, parallel, log)
         out[name] = {"summary": summarize(result), "result": result}
     return out
