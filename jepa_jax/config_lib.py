@@ -68,8 +68,12 @@ def base_config(method: str = "jepa") -> ml_collections.ConfigDict:
             tubelet_size=2,
             uniform_power=True,
             # sincos | sincos_wh (I-JEPA's 2D channel order) | rope (V-JEPA 2 3D RoPE in every
-            # attention layer, no absolute table); see jepa_jax/models/vit.py
+            # attention layer of the encoder and predictor, no absolute table; its tiled
+            # frequencies) | rope_interleaved (V-JEPA 2.1's fixed frequencies); models/rope.py
             pos_embed="sincos",
+            # RoPE only: rescale row/column positions to this grid side (V-JEPA 2.1's
+            # interpolate_rope: 16 for patch 16); 0 = off.
+            rope_reference_grid=0,
             # V-JEPA 2.1 deep self-supervision: 0-based block indices (ending at the last block)
             # whose normed outputs are all predicted; () = the last block only. The reference's
             # are 4 levels, e.g. (2, 5, 8, 11) at depth 12; probes read the last level.

@@ -36,6 +36,7 @@ import numpy as np
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.pos_embed import sincos_table
+from jepa_jax.models.rope import ROPE_EMBEDS
 from jepa_jax.models.vit import ENCODER_PRESETS, reference_output_levels
 
 # DDP, the V-JEPA mask wrappers and torch.compile prefix parameter names with these.
@@ -215,7 +216,9 @@ def infer_encoder_config(
     heads = num_heads or default_num_heads(width, rope)
     if rope:
         if image_size is None:
-            raise ConfigError("a RoPE (V-JEPA 2) checkpoint stores no input size; give image_size")
+            raise ConfigError(
+                "a RoPE (V-JEPA 2 / 2.1) checkpoint stores no input size; give image_size"
+            )
         pos_embed, uniform_power, num_frames = "rope", True, num_frames or 16
     else:
         table = _np(sd["pos_embed"]).reshape(-1, width)
@@ -235,6 +238,9 @@ def infer_encoder_config(
     # its level indices are not in the weights but fixed per depth.
     num_norms = sum(1 for k in sd if k.startswith("norms_block.") and k.endswith(".weight"))
     levels = reference_output_levels(depth) if num_norms else ()
+    reference_grid = 0
+    if rope and num_norms:  # V-JEPA 2.1: fixed (interleaved) RoPE, positions interpolated
+        pos_embed, reference_grid = "rope_interleaved", 256 // patch
     if num_norms and num_norms != len(levels):
         raise ConfigError(
             f"state dict has {num_norms} norms_block entries; V-JEPA 2.1 at depth {depth} has "
@@ -252,6 +258,7 @@ def infer_encoder_config(
         pos_embed=pos_embed,
         gelu_approximate=gelu_approximate,
         output_levels=levels,
+        rope_reference_grid=reference_grid,
     )
     check_size(cfg, size)
     return cfg
@@ -344,7 +351,7 @@ def params_to_reference(params: Mapping[str, Any], cfg: EncoderConfig) -> dict[s
         "patch_embed.proj.weight": _patch_kernel_to_conv(_np(params["patch_embed"]["kernel"]), cfg),
         "patch_embed.proj.bias": _np(params["patch_embed"]["bias"]),
     }
-    if cfg.pos_embed != "rope":
+    if cfg.pos_embed not in ROPE_EMBEDS:
         from jepa_jax.models.vit import token_grid
 
         grid = token_grid((1,) + cfg.input_shape, cfg.patch_size, cfg.tubelet_size)

@@ -14,6 +14,8 @@ TORCH_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
 
 def reference_family(cfg: EncoderConfig) -> str:
     """Which Meta model a reference-layout encoder looks like, for messages."""
+    if cfg.pos_embed == "rope_interleaved":
+        return "V-JEPA 2.1"
     if cfg.pos_embed == "rope":
         return "V-JEPA 2"
     if cfg.pos_embed == "sincos_wh":

@@ -50,6 +50,17 @@ def encoder_pos_embed(model_config: Mapping[str, Any]) -> str:
     return value
 
 
+def rope_reference_grid(model_config: Mapping[str, Any]) -> int:
+    """`model.encoder.rope_reference_grid`, checked (0, off, for configs saved before it)."""
+    value = model_config["encoder"].get("rope_reference_grid", 0)
+    if int(value) != value or value < 0:
+        raise ConfigError(
+            f"config.model.encoder.rope_reference_grid={value!r} is invalid: expected an integer "
+            f">= 0 (0: off; V-JEPA 2.1: 16 at patch 16)"
+        )
+    return int(value)
+
+
 def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
     """The ViT encoder of `model.encoder` (a size preset plus overrides)."""
     enc = model_config["encoder"]
@@ -73,6 +84,7 @@ def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
         output_levels=check_output_levels(
             tuple(enc.get("output_levels", ())), spec.depth, "config.model.encoder.output_levels"
         ),
+        rope_reference_grid=rope_reference_grid(model_config),
         **_common(model_config),
     )
 
@@ -99,6 +111,7 @@ def build_predictor(
         zero_init_mask_tokens=bool(pred["zero_init_mask_tokens"]),
         uniform_power=bool(model_config["encoder"]["uniform_power"]),
         pos_embed=encoder_pos_embed(model_config),
+        rope_reference_grid=rope_reference_grid(model_config),
         context_head=context_head,
         in_levels=in_levels,
         **_common(model_config),

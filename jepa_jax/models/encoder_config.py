@@ -30,6 +30,7 @@ ARCHITECTURE_FIELDS = (
     "pos_embed",
     "gelu_approximate",
     "output_levels",
+    "rope_reference_grid",
 )
 
 
@@ -48,6 +49,7 @@ class EncoderConfig:
     pos_embed: str = "sincos"
     gelu_approximate: bool = False
     output_levels: tuple[int, ...] = ()  # V-JEPA 2.1 deep self-supervision levels (params)
+    rope_reference_grid: int = 0  # V-JEPA 2.1 RoPE position interpolation grid (0: off)
 
     def __post_init__(self):
         if self.pos_embed not in POS_EMBEDS:

@@ -14,6 +14,7 @@ from jepa_jax.models.layers import (
     trunc_normal,
 )
 from jepa_jax.models.pos_embed import sincos_table
+from jepa_jax.models.rope import ROPE_EMBEDS, token_rope
 
 
 class Predictor(TransformerModel):
@@ -27,9 +28,13 @@ class Predictor(TransformerModel):
     With `context_head` (V-JEPA 2.1's dense predictive loss) the context tokens' outputs go
     through a second head of their own, and the call returns (targets, context) predictions.
 
-    `pos_embed` follows the encoder's: "sincos_wh" selects the I-JEPA 2D channel order; "rope"
-    (V-JEPA 2 encoders) still gives the predictor sin-cos positions (V-JEPA 2's RoPE predictor,
-    which also sorts tokens by position, is not implemented).
+    `pos_embed` follows the encoder's: "sincos_wh" selects the I-JEPA 2D channel order; under
+    RoPE ("rope" for V-JEPA 2, "rope_interleaved" for 2.1, with `rope_reference_grid`) there is
+    no absolute table: every attention layer rotates queries and keys by the context and target
+    tokens' grid positions at the predictor's head width, as the reference's RoPE predictor.
+    The reference also sorts [context | targets] by position before its blocks and unsorts
+    after; attention without a causal mask is permutation-equivariant and RoPE reads positions,
+    not sequence order, so that sort changes nothing and is left out.
     """
 
     width: int
@@ -46,6 +51,7 @@ class Predictor(TransformerModel):
     # concatenated (out_width = in_levels * D); a fusion MLP, Dense(D) - GELU - Dense(width),
     # replaces the input Dense.
     in_levels: int = 1
+    rope_reference_grid: int = 0
 
     @nn.compact
     def __call__(
@@ -71,8 +77,20 @@ class Predictor(TransformerModel):
         """
         if not 0 <= mask_id < self.num_mask_tokens:
             raise ValueError(f"mask_id {mask_id} out of range for {self.num_mask_tokens} tokens")
-        w_first = self.pos_embed == "sincos_wh"
-        pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
+        rope = None
+        if self.pos_embed in ROPE_EMBEDS:
+            rope = token_rope(
+                grid,
+                self.width // self.num_heads,
+                jnp.concatenate([ctx_idx, tgt_idx], axis=1),
+                interleaved=self.pos_embed == "rope_interleaved",
+                reference_grid=self.rope_reference_grid,
+            )
+            ctx_pos = tgt_pos = jnp.zeros((), jnp.float32)  # no absolute positions under RoPE
+        else:
+            w_first = self.pos_embed == "sincos_wh"
+            pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
+            ctx_pos, tgt_pos = pos[ctx_idx], pos[tgt_idx]
         if self.in_levels > 1:
             if self.out_width % self.in_levels:
                 raise ValueError(f"out_width {self.out_width} is not {self.in_levels} levels")
@@ -81,16 +99,17 @@ class Predictor(TransformerModel):
             )(ctx)
             ctx = nn.gelu(ctx, approximate=self.gelu_approximate)
         x = dense(self.width, ("embed_in", "embed"), self.dtype, "embed")(ctx)
-        x = x + pos[ctx_idx].astype(x.dtype)
+        x = x + ctx_pos.astype(x.dtype)
         token_init = nn.initializers.zeros_init() if self.zero_init_mask_tokens else trunc_normal()
         mask_tokens = self.param(
             "mask_tokens",
             nn.with_logical_partitioning(token_init, ("mask_tokens", "embed")),
             (self.num_mask_tokens, self.width),
         )
-        targets = mask_tokens[mask_id].astype(x.dtype) + pos[tgt_idx].astype(x.dtype)
+        targets = mask_tokens[mask_id].astype(x.dtype) + tgt_pos.astype(x.dtype)
+        targets = jnp.broadcast_to(targets, tgt_idx.shape + (self.width,))
         h = jnp.concatenate([x, targets], axis=1)
-        h = transformer_like(self)(h)
+        h = transformer_like(self)(h, None, rope)
         # LayerNorm is per token, so norming only the target slice equals the reference's
         # norm-then-slice and skips the context tokens' work.
         kc = ctx.shape[1]

@@ -17,13 +17,13 @@ from flax import linen as nn
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.layers import TransformerModel, dense, layer_norm, transformer_like
 from jepa_jax.models.pos_embed import sincos_table
-from jepa_jax.models.rope import token_rope
+from jepa_jax.models.rope import ROPE_EMBEDS, token_rope
 
 # How token positions enter the encoder (`model.encoder.pos_embed`):
 #   sincos     fixed sin-cos table added to the patch embeddings (V-JEPA; 2D: row channels first)
 #   sincos_wh  the same with a 2D table's column channels first (the I-JEPA code's layout)
 #   rope       no table; 3D rotary embedding of q and k in every attention layer (V-JEPA 2)
-POS_EMBEDS = ("sincos", "sincos_wh", "rope")
+POS_EMBEDS = ("sincos", "sincos_wh") + ROPE_EMBEDS
 
 # Reference widths, depths, heads and MLP hidden sizes (I-JEPA / V-JEPA / V-JEPA 2 vit_* presets).
 ENCODER_PRESETS: dict[str, dict[str, int]] = {
@@ -137,6 +137,7 @@ class VisionTransformer(TransformerModel):
     uniform_power: bool = True
     pos_embed: str = "sincos"  # one of POS_EMBEDS
     output_levels: tuple[int, ...] = ()
+    rope_reference_grid: int = 0  # V-JEPA 2.1 RoPE position interpolation (0: off)
 
     @property
     def num_levels(self) -> int:
@@ -167,8 +168,14 @@ class VisionTransformer(TransformerModel):
             patches = gather_tokens(patches, token_idx)
         h = dense(self.width, ("patch", "embed"), self.dtype, "patch_embed")(patches)
         rope = None
-        if self.pos_embed == "rope":
-            rope = token_rope(grid, self.width // self.num_heads, token_idx)
+        if self.pos_embed in ROPE_EMBEDS:
+            rope = token_rope(
+                grid,
+                self.width // self.num_heads,
+                token_idx,
+                interleaved=self.pos_embed == "rope_interleaved",
+                reference_grid=self.rope_reference_grid,
+            )
         else:
             w_first = self.pos_embed == "sincos_wh"
             pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
