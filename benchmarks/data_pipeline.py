@@ -150,6 +150,8 @@ def data_wait_fraction(videos: str, workdir: str) -> float:
     config = video_config(videos, "video_files")
     config.batch_size = _BATCH.value
     config.total_steps = _TRAIN_STEPS.value
+    # The recipe's warmup is thousands of steps; a run this short reaches its peak lr early.
+    config.optim.warmup_steps = min(int(config.optim.warmup_steps), _TRAIN_STEPS.value // 4)
     config.log_every = max(1, _TRAIN_STEPS.value // 6)
     config.checkpoint_every = 10 * _TRAIN_STEPS.value
     config.data.num_workers = _WORKERS.value

@@ -211,6 +211,24 @@ def _labels(scene: _Scene, size: int, moving: bool) -> dict[str, np.ndarray]:
     return labels
 
 
+def _check_set(dataset, num_frames: int) -> None:
+    """ValueError naming the set for a size no example can have; a bad split is one too."""
+    if dataset.num_examples < 1 or num_frames < 1 or dataset.size < 8:
+        raise ValueError(
+            f"{type(dataset).__name__} needs num_examples >= 1, num_frames >= 1, size >= 8; got "
+            f"{dataset.num_examples}, {num_frames}, {dataset.size}"
+        )
+    _split_id(dataset.split)
+
+
+def _example(dataset, index: int, num_frames: int) -> tuple[_Scene, np.ndarray, np.ndarray]:
+    """(scene, frames uint8 [T, S, S, 3], shape map [T, S, S]) of example `index` of a shapes
+    set: a pure function of (seed, split, index mod its length)."""
+    key = [dataset.seed, _split_id(dataset.split), int(index) % dataset.num_examples]
+    scene = _sample_scene(np.random.default_rng(key), dataset.size, num_frames, dataset.style)
+    return (scene, *_render(scene, num_frames, dataset.size))
+
+
 @dataclasses.dataclass(frozen=True)
 class MovingShapesVideo:
     """Video of one shape moving at constant velocity, its path inside the frame.
@@ -226,24 +244,15 @@ class MovingShapesVideo:
     style: SceneStyle = SceneStyle()
 
     def __post_init__(self):
-        if self.num_examples < 1 or self.num_frames < 1 or self.size < 8:
-            raise ValueError(
-                f"MovingShapesVideo needs num_examples >= 1, num_frames >= 1, size >= 8; got "
-                f"{self.num_examples}, {self.num_frames}, {self.size}"
-            )
-        _split_id(self.split)
+        _check_set(self, self.num_frames)
 
     def __len__(self) -> int:
         return self.num_examples
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
-        scene = _sample_scene(rng, self.size, self.num_frames, self.style)
-        pixels, shape_map = _render(scene, self.num_frames, self.size)
-        return {
-            "pixels": pixels,
-            "labels": {**_labels(scene, self.size, True), "shape_map": shape_map},
-        }
+        scene, pixels, shape_map = _example(self, index, self.num_frames)
+        labels = {**_labels(scene, self.size, True), "shape_map": shape_map}
+        return {"pixels": pixels, "labels": labels}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,19 +266,12 @@ class ShapesImages:
     style: SceneStyle = SceneStyle()
 
     def __post_init__(self):
-        if self.num_examples < 1 or self.size < 8:
-            raise ValueError(
-                f"ShapesImages needs num_examples >= 1 and size >= 8; got {self.num_examples}, "
-                f"{self.size}"
-            )
-        _split_id(self.split)
+        _check_set(self, 1)
 
     def __len__(self) -> int:
         return self.num_examples
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, _split_id(self.split), int(index) % len(self)])
-        scene = _sample_scene(rng, self.size, 1, self.style)
-        frames, shape_map = _render(scene, 1, self.size)
+        scene, frames, shape_map = _example(self, index, 1)
         labels = {**_labels(scene, self.size, False), "shape_map": shape_map[0]}
         return {"pixels": frames[0], "labels": labels}

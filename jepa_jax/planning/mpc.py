@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jepa_jax.envs import two_rooms
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import need_under
 from jepa_jax.planning import planners
 from jepa_jax.planning.agents import clip_tokens, env_actions
 from jepa_jax.planning.energy import DISTANCES, ENERGIES
@@ -47,31 +47,17 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
         max_steps=int(plan["max_steps"]),
         success_radius=float(plan["success_radius"]),
     )
-    checks = (
-        ("horizon", s.horizon, s.horizon >= 1, "an integer >= 1"),
-        ("init_std", s.init_std, s.init_std > 0, "a number > 0"),
-        (
-            "replan_every",
-            s.replan_every,
-            1 <= s.replan_every <= s.horizon,
-            f"an integer in [1, plan.horizon={s.horizon}]",
-        ),
-        ("max_steps", s.max_steps, s.max_steps >= 1, "an integer >= 1"),
-        ("success_radius", s.success_radius, s.success_radius > 0, "a number > 0"),
-        ("energy", plan["energy"], plan["energy"] in ENERGIES, f"one of {ENERGIES}"),
-        ("distance", plan["distance"], plan["distance"] in DISTANCES, f"one of {DISTANCES}"),
-        ("context_steps", plan["context_steps"], int(plan["context_steps"]) >= 1, "an int >= 1"),
-        ("episodes", plan["episodes"], int(plan["episodes"]) >= 1, "an integer >= 1"),
-        (
-            "parallel_episodes",
-            plan["parallel_episodes"],
-            int(plan["parallel_episodes"]) >= 1,
-            "an integer >= 1",
-        ),
-    )
-    for key, value, ok, expected in checks:
-        if not ok:
-            raise ConfigError(f"config.plan.{key}={value!r} is invalid: expected {expected}")
+    need = need_under("plan")
+    need(s.horizon >= 1, "horizon", s.horizon, "an integer >= 1")
+    need(s.init_std > 0, "init_std", s.init_std, "a number > 0")
+    every = f"an integer in [1, plan.horizon={s.horizon}]"
+    need(1 <= s.replan_every <= s.horizon, "replan_every", s.replan_every, every)
+    need(s.max_steps >= 1, "max_steps", s.max_steps, "an integer >= 1")
+    need(s.success_radius > 0, "success_radius", s.success_radius, "a number > 0")
+    need(plan["energy"] in ENERGIES, "energy", plan["energy"], f"one of {ENERGIES}")
+    need(plan["distance"] in DISTANCES, "distance", plan["distance"], f"one of {DISTANCES}")
+    for key in ("context_steps", "episodes", "parallel_episodes"):
+        need(int(plan[key]) >= 1, key, plan[key], "an integer >= 1")
     return s
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jepa_jax.errors import ConfigError
+from jepa_jax.errors import need_under
 
 CostFn = Callable[[jax.Array], jax.Array]  # actions [N, H, A] -> costs [N]
 ProjectFn = Callable[[jax.Array], jax.Array]  # actions [..., H, A] -> feasible actions
@@ -49,16 +49,12 @@ def settings_from_config(plan: Mapping[str, Any]) -> PlannerSettings:
         iterations=int(plan["iterations"]),
         temperature=float(plan["temperature"]),
     )
-    checks = (
-        ("planner", s.kind, s.kind in PLANNERS, f"one of {PLANNERS}"),
-        ("samples", s.samples, s.samples >= 2, "an integer >= 2"),
-        ("elites", s.elites, 1 <= s.elites <= s.samples, f"an integer in [1, {s.samples}]"),
-        ("iterations", s.iterations, s.iterations >= 1, "an integer >= 1"),
-        ("temperature", s.temperature, s.temperature > 0, "a number > 0"),
-    )
-    for key, value, ok, expected in checks:
-        if not ok:
-            raise ConfigError(f"config.plan.{key}={value!r} is invalid: expected {expected}")
+    need = need_under("plan")
+    need(s.kind in PLANNERS, "planner", s.kind, f"one of {PLANNERS}")
+    need(s.samples >= 2, "samples", s.samples, "an integer >= 2")
+    need(1 <= s.elites <= s.samples, "elites", s.elites, f"an integer in [1, {s.samples}]")
+    need(s.iterations >= 1, "iterations", s.iterations, "an integer >= 1")
+    need(s.temperature > 0, "temperature", s.temperature, "a number > 0")
     return s
 
 
