@@ -12,8 +12,9 @@ The machine may be shared: times are wall-clock and as noisy as its load.
   python benchmarks/planning.py --workdir=workdirs/ac_two_rooms --episodes=50
   python benchmarks/planning.py --workdir=/tmp/ac --config=configs/ac_two_rooms.py:runlocal
 
-Last line: success_rate=... seconds_per_episode=... train_seconds=... random_success_rate=...
-simulator_success_rate=... simulator_geodesic_success_rate=... simulator_latent_success_rate=...
+Last line: success_rate=... final_success_rate=... seconds_per_episode=... train_seconds=...
+random_success_rate=... simulator_success_rate=... simulator_geodesic_success_rate=...
+simulator_latent_success_rate=... energy_spearman_geodesic=...
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def main(argv):
         s = results["model"]["summary"]
         figures.update(
             success_rate=s["success_rate"],
+            final_success_rate=s["final_success_rate"],
             mean_steps_to_goal=s["mean_steps_to_goal"],
             seconds_per_episode=s["seconds_per_episode"],
         )

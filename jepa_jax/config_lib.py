@@ -326,6 +326,10 @@ def plan_config() -> ml_collections.ConfigDict:
             hold_actions=True,  # one action per model step, repeated for its env steps
             max_steps=200,  # env steps allowed per episode
             success_radius=4.5,  # success: within this distance of the goal (pixels)
+            # True: the agent stops on arrival (first-arrival success); False: every episode
+            # runs max_steps, replanning at the goal, as eb_jepa's evaluation (whose success is
+            # the position after the last step); both rules are reported either way.
+            stop_at_goal=True,
             start_margin=2.6,  # start and goal at least this far from walls
             episodes=50,
             parallel_episodes=10,  # episodes vmapped together

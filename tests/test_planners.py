@@ -1,6 +1,8 @@
 """CEM and MPPI find the optimum of known energies; the MPC loop reaches goals with the true
 simulator; planner settings are validated."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +70,16 @@ def test_mpc_with_true_simulator_reaches_goals_through_the_door():
     assert np.linalg.norm(path[steps] - np.asarray(task["goal"])) <= settings.success_radius
     assert path[0, 0] < 32.0 < path[steps, 0]
     np.testing.assert_array_equal(path[steps:], np.broadcast_to(path[steps], path[steps:].shape))
+    assert bool(out["success_final"])  # it stopped on arrival: both rules agree
+    # Run the whole budget instead (eb_jepa's evaluation): the first arrival is the same, the
+    # agent keeps replanning at the goal, and the final-step rule is scored where it ends.
+    full = dataclasses.replace(settings, stop_at_goal=False)
+    again = jax.jit(lambda t, k: mpc.run_episode(full, agent, {}, t, k))(task, jax.random.key(0))
+    assert bool(again["success"]) and int(again["steps"]) == steps
+    end = np.asarray(again["path"])[-1]
+    assert not np.allclose(np.asarray(again["path"])[steps:], path[steps])  # it kept moving
+    near = np.linalg.norm(end - np.asarray(task["goal"])) <= settings.success_radius
+    assert bool(again["success_final"]) == near
 
 
 def brute_force_geodesic(env, wall_x, door_y, a, b, n=801):
@@ -162,6 +174,7 @@ def test_random_policy_floor_is_scored_on_the_same_tasks():
     out = evaluate.random_policy(env, ExplorationPolicy(), tasks, 0, 200, 4.5)
     summary = evaluate.summarize(out)
     assert summary["episodes"] == 8 and 0.0 <= summary["success_rate"] <= 1.0
+    assert summary["final_success_rate"] <= summary["success_rate"]  # ending there implies passing
     assert np.all((np.asarray(out["steps"]) >= 1) & (np.asarray(out["steps"]) <= 200))
 
 

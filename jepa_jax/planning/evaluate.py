@@ -109,7 +109,7 @@ def random_policy(
         near = jnp.linalg.norm(path - task["goal"], axis=-1) <= success_radius
         success = near.any()
         steps = jnp.where(success, jnp.argmax(near) + 1, max_steps)
-        return {"success": success, "steps": steps}
+        return {"success": success, "success_final": near[-1], "steps": steps}
 
     t0 = time.perf_counter()
     out = jax.device_get(jax.jit(jax.vmap(one))(tasks, jnp.arange(num)))
@@ -117,12 +117,14 @@ def random_policy(
 
 
 def summarize(result: dict[str, Any]) -> dict[str, float]:
-    """success_rate, mean_steps_to_goal (over successes; nan if none), seconds_per_episode."""
+    """success_rate (first arrival), final_success_rate (position after the last step, the
+    reference's rule), mean_steps_to_goal (over successes; nan if none), seconds_per_episode."""
     success = np.asarray(result["success"], bool)
     steps = np.asarray(result["steps"])
     return {
         "episodes": int(success.size),
         "success_rate": float(success.mean()),
+        "final_success_rate": float(np.mean(np.asarray(result["success_final"], bool))),
         "mean_steps_to_goal": float(steps[success].mean()) if success.any() else float("nan"),
         "seconds_per_episode": float(result["seconds"]) / max(success.size, 1),
         "compile_seconds": float(result.get("compile_seconds", 0.0)),
@@ -258,11 +260,13 @@ def evaluate_all(
 
 
 def format_summary(name: str, summary: dict[str, float]) -> str:
-    """One line: 'model      success 94% (47/50) | steps to goal 38.2 | 12.3 s/episode'."""
+    """One line: 'model  success 94% (47/50) | at the goal after the last step 92% | mean steps
+    to goal 38.2 | 12.30 s/episode (+9 s compile)'."""
     n = summary["episodes"]
     wins = int(round(summary["success_rate"] * n))
     return (
-        f"{name:<16} success {summary['success_rate']:.0%} ({wins}/{n}) | "
+        f"{name:<18} success {summary['success_rate']:.0%} ({wins}/{n}) | "
+        f"at the goal after the last step {summary['final_success_rate']:.0%} | "
         f"mean steps to goal {summary['mean_steps_to_goal']:.1f} | "
         f"{summary['seconds_per_episode']:.2f} s/episode "
         f"(+{summary['compile_seconds']:.0f} s compile)"

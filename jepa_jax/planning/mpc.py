@@ -1,8 +1,11 @@
 """Model-predictive control in Two Rooms: plan, execute the first action(s), observe, replan.
 
 `run_episode` is one whole episode as a pure JAX function (a `lax.while_loop` over replans that
-stops at the goal or at the step budget), so episodes are jitted once and vmapped. Success is
-reaching within `success_radius` of the goal within `max_steps` env steps (first arrival).
+stops at the goal or at the step budget), so episodes are jitted once and vmapped. Two success
+rules are reported: first arrival within `success_radius` of the goal within `max_steps` env
+steps (ours), and the position after the last step within the radius (eb_jepa's). With
+`stop_at_goal` (default) the agent stops on arrival, so the two agree; without it the episode
+runs the whole budget, replanning at the goal, as the reference does, and they can differ.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class MpcSettings:
     hold_actions: bool = True  # plan one action per model step, held for its env steps
     max_steps: int = 200  # env steps
     success_radius: float = 4.5  # pixels
+    stop_at_goal: bool = True  # False: run the whole budget (the reference's final-step rule)
 
 
 def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
@@ -46,6 +50,7 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
         hold_actions=bool(plan["hold_actions"]),
         max_steps=int(plan["max_steps"]),
         success_radius=float(plan["success_radius"]),
+        stop_at_goal=bool(plan.get("stop_at_goal", True)),
     )
     need = need_under("plan")
     need(s.horizon >= 1, "horizon", s.horizon, "an integer >= 1")
@@ -74,9 +79,10 @@ def run_episode(
       key: PRNG key of the planner's sampling.
 
     Returns:
-      {"success": bool [], "steps": int32 [] env steps to reach the goal (max_steps if never),
-       "path": float32 [max_steps + 1, 2] positions (held after the episode ends),
-       "replans": int32 [] number of plans made}.
+      {"success": bool [] first arrival within the budget, "success_final": bool [] the
+       position after the last step is within the radius, "steps": int32 [] env steps to the
+       first arrival (max_steps if never), "path": float32 [max_steps + 1, 2] positions (held
+       after the episode ends), "replans": int32 [] number of plans made}.
     """
     env = agent.env
     chunk = agent.action_chunk
@@ -92,20 +98,26 @@ def run_episode(
     def arrived(pos):
         return jnp.linalg.norm(pos - task["goal"]) <= settings.success_radius
 
+    def acting(t, done):
+        more = t < settings.max_steps
+        return (~done & more) if settings.stop_at_goal else more
+
     def run_actions(carry, action):
-        pos, t, done, path = carry
-        active = ~done & (t < settings.max_steps)
+        pos, t, done, first, path = carry
+        active = acting(t, done)
         new_pos = jnp.where(active, two_rooms.step(env, task["layout"], pos, action), pos)
         t = t + active.astype(jnp.int32)
         path = jax.lax.dynamic_update_index_in_dim(path, new_pos, t, axis=0)
-        return (new_pos, t, done | arrived(new_pos), path), None
+        now = active & arrived(new_pos)
+        first = jnp.where(~done & now, t, first)
+        return (new_pos, t, done | now, first, path), None
 
     def keep_going(carry):
         _, t, done, *_ = carry
-        return ~done & (t < settings.max_steps)
+        return acting(t, done)
 
     def replan(carry):
-        pos, t, done, path, mean, replans, key = carry
+        pos, t, done, first, path, mean, replans, key = carry
         key, k_plan = jax.random.split(key)
         token_cost = agent.cost_fn(params, goal_ctx, task, pos)
         cost_fn = lambda plans: token_cost(to_tokens(plans))
@@ -113,20 +125,23 @@ def run_episode(
             settings.planner, cost_fn, k_plan, mean, settings.init_std, clip_tokens
         )
         actions = env_actions(env, to_tokens(plan[:execute])).reshape(-1, 2)
-        (pos, t, done, path), _ = jax.lax.scan(run_actions, (pos, t, done, path), actions)
+        carry = (pos, t, done, first, path)
+        (pos, t, done, first, path), _ = jax.lax.scan(run_actions, carry, actions)
         if settings.warm_start:  # the rest of the plan, then zeros
             mean = jnp.concatenate([plan[execute:], jnp.zeros_like(plan[:execute])])
-        return pos, t, done, path, mean, replans + 1, key
+        return pos, t, done, first, path, mean, replans + 1, key
 
     mean0 = jnp.zeros((horizon, 2 if settings.hold_actions else 2 * chunk), jnp.float32)
-    init = (task["start"], jnp.int32(0), arrived(task["start"]), path0, mean0, jnp.int32(0), key)
-    pos, t, done, path, _, replans, _ = jax.lax.while_loop(keep_going, replan, init)
+    at_goal = arrived(task["start"])
+    init = (task["start"], jnp.int32(0), at_goal, jnp.int32(0), path0, mean0, jnp.int32(0), key)
+    pos, t, done, first, path, _, replans, _ = jax.lax.while_loop(keep_going, replan, init)
     # Hold the final position for the steps after the episode ended.
     steps = jnp.arange(settings.max_steps + 1)
     path = jnp.where((steps > t)[:, None], pos, path)
     return {
         "success": done,
-        "steps": jnp.where(done, t, settings.max_steps),
+        "success_final": arrived(pos),
+        "steps": jnp.where(done, first, settings.max_steps),
         "path": path,
         "replans": replans,
     }
