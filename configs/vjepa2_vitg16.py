@@ -7,9 +7,10 @@ both V-JEPA masks; L1 loss; global batch 3072; 800 epochs x 300 = 240,000 steps 
 0.04 and EMA 0.99925, both constant; bf16. Mask counts at the 0.04 quantile, as
 vjepa_vitl16.py explains (24 clips per GPU in the reference).
 
-Differences from the reference: positions are fixed 3D sin-cos rather than V-JEPA 2's RoPE, and
-clips come at frame_step 4 rather than 4 fps (see vjepa_video_data); the released recipe then
-anneals in a cooldown phase at 64 frames, not included here.
+Positions are V-JEPA 2's 3D RoPE with its tiled frequency tables, in the encoder and the
+predictor. Differences from the reference: clips come at frame_step 4 rather than 4 fps (see
+vjepa_video_data); the released recipe then anneals in a cooldown phase at 64 frames, not
+included here.
 
   jepa-jax train --config=configs/vjepa2_vitg16.py:videos=/data/mix.csv --workdir=gs://...
   jepa-jax compile --config=configs/vjepa2_vitg16.py --topology=v5p-256
@@ -32,6 +33,7 @@ def get_config(arg=None):
     c.model.encoder.size = "giant_xformers"
     c.model.encoder.patch_size = 16
     c.model.encoder.tubelet_size = 2
+    c.model.encoder.pos_embed = "rope"
     c.model.predictor.update(width=384, depth=12, num_heads=12, zero_init_mask_tokens=True)
     c.model.dtype = "bfloat16"
     # Scale: FSDP over every chip, scanned blocks, full activation recomputation (the reference

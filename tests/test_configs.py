@@ -24,6 +24,7 @@ ARGS = {
     "vjepa_vitl16.py": "videos=/data/k710.csv",
     "vjepa_video_folder.py": "videos=/data/videos",
     "vjepa_moving_mnist.py": "mnist=/data/mnist.npz",
+    "vjepa21_vitg16.py": "videos=/data/mix.csv",
 }
 
 
@@ -112,6 +113,20 @@ def test_recipes_carry_the_reference_values():
     assert load_config(os.path.join(REPO, "configs", "vjepa_vitl16.py"), "shards=/s").data.name == (
         "clip_shards"
     )
+
+    v21 = load_config(os.path.join(REPO, "configs", "vjepa21_vitg16.py"), "videos=/x")
+    assert v21.model.encoder.output_levels == (9, 19, 29, 39)
+    assert (v21.model.encoder.pos_embed, v21.model.encoder.rope_reference_grid) == (
+        "rope_interleaved",
+        16,
+    )
+    assert (v21.model.predictor.depth, v21.model.predictor.width) == (24, 384)
+    assert (v21.loss.context_weight, tuple(v21.loss.context_ramp)) == (0.5, (15_000, 30_000))
+    assert v21.loss.context_distance_weight and tuple(v21.ema) == (0.99925, 0.99925)
+    assert (v21.optim.lr, v21.optim.final_lr, v21.optim.schedule_scale) == (6e-4, 6e-4, 1.25)
+    assert (v21.total_steps, v21.batch_size) == (300_000, 3072)
+    v2 = load_config(os.path.join(REPO, "configs", "vjepa2_vitg16.py"))
+    assert v2.model.encoder.pos_embed == "rope"
 
 
 def test_video_folder_config_trains_on_videos_with_a_corrupt_file(tmp_path):
