@@ -48,19 +48,23 @@ def test_planner_respects_projection(kind):
     np.testing.assert_allclose(pairs[..., 1], 0.0, atol=0.1)
 
 
+def small_mpc(max_steps: int) -> mpc.MpcSettings:
+    """MPPI 64 x 3, horizon 8: enough for the true simulator on the tasks below."""
+    planner = planners.PlannerSettings(kind="mppi", samples=64, elites=8, iterations=3)
+    return mpc.MpcSettings(planner=planner, horizon=8, max_steps=max_steps)
+
+
+def door_task(door_y: float, start: tuple, goal: tuple) -> dict:
+    """A task in the layout with the wall at x = 32 and the door centred at door_y."""
+    layout = {"wall_x": jnp.float32(32.0), "door_y": jnp.float32(door_y)}
+    return {"layout": layout, "start": jnp.asarray(start), "goal": jnp.asarray(goal)}
+
+
 def test_mpc_with_true_simulator_reaches_goals_through_the_door():
     env = two_rooms.TwoRooms()
-    settings = mpc.MpcSettings(
-        planner=planners.PlannerSettings(kind="mppi", samples=64, elites=8, iterations=3),
-        horizon=8,
-        max_steps=120,
-    )
+    settings = small_mpc(max_steps=120)
     # Start and goal in different rooms, the door on the straight line between them.
-    task = {
-        "layout": {"wall_x": jnp.float32(32.0), "door_y": jnp.float32(30.0)},
-        "start": jnp.asarray([12.0, 28.0]),
-        "goal": jnp.asarray([52.0, 33.0]),
-    }
+    task = door_task(30.0, (12.0, 28.0), (52.0, 33.0))
     agent = agents.SimulatorAgent(env, action_chunk=4)
     out = jax.jit(lambda t, k: mpc.run_episode(settings, agent, {}, t, k))(task, jax.random.key(0))
     assert bool(out["success"])
@@ -124,16 +128,8 @@ def test_geodesic_energy_leads_the_planner_around_the_wall():
     # The door is far from the straight line between start and goal: the straight-line energy
     # pushes the agent into the wall, the geodesic one leads it through the door.
     env = two_rooms.TwoRooms()
-    settings = mpc.MpcSettings(
-        planner=planners.PlannerSettings(kind="mppi", samples=64, elites=8, iterations=3),
-        horizon=8,
-        max_steps=150,
-    )
-    task = {
-        "layout": {"wall_x": jnp.float32(32.0), "door_y": jnp.float32(12.0)},
-        "start": jnp.asarray([20.0, 52.0]),
-        "goal": jnp.asarray([44.0, 52.0]),
-    }
+    settings = small_mpc(max_steps=150)
+    task = door_task(12.0, (20.0, 52.0), (44.0, 52.0))
     outcomes = {}
     for metric in ("euclidean", "geodesic"):
         agent = agents.SimulatorAgent(env, action_chunk=4, distance=metric)
