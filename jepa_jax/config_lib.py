@@ -203,6 +203,10 @@ def _add_jepa_sections(c: ml_collections.ConfigDict) -> None:
             t_max=3.0,
             num_points=17,
             vicreg_covariance_weight=0.04,
+            # SIGReg's samples: "uniform" (every context token alike) or "pixel_deviation"
+            # (tokens weighted by how far their pixels stand out from their clip's mean patch,
+            # so content rather than plain background fills the regularized distribution).
+            token_weighting="uniform",
         )
     )
 

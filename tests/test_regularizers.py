@@ -13,6 +13,7 @@ from jepa_jax.sharding import make_global_batch
 from jepa_jax.train.regularizers import (
     epps_pulley,
     epps_pulley_quadrature,
+    pixel_deviation_weights,
     random_directions,
     regularizer_from_config,
     sigreg,
@@ -80,6 +81,34 @@ def test_sigreg_and_vicreg_separate_isotropic_from_collapsed_features():
     assert float(vicreg_terms(iso, std_target=2.0)[0]) == pytest.approx(expected, rel=1e-4)
 
 
+def test_weighted_epps_pulley_equals_repeated_rows_and_uniform_weights_change_nothing():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(40, 5)) ** 3, jnp.float32)  # not Gaussian
+    counts = rng.integers(0, 4, size=40)
+    repeated = jnp.asarray(np.repeat(np.asarray(x), counts, axis=0))
+    weighted = epps_pulley(x, sample_weights=jnp.asarray(counts, jnp.float32))
+    # Same empirical characteristic function; the statistic scales with the row count N.
+    np.testing.assert_allclose(
+        weighted / 40, epps_pulley(repeated) / counts.sum(), rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        epps_pulley(x, sample_weights=jnp.full((40,), 2.5)), epps_pulley(x), rtol=1e-5
+    )
+    # Zero weight on the non-Gaussian rows leaves only the Gaussian ones.
+    outliers = 5.0 + jnp.tile(x[:, :2], (10, 1))  # 400 rows, a quarter of the sample
+    mix = jnp.concatenate([jnp.asarray(rng.normal(size=(1200, 2)), jnp.float32), outliers])
+    keep = jnp.concatenate([jnp.ones(1200), jnp.zeros(400)])
+    assert float(epps_pulley(mix, sample_weights=keep).max()) < 0.1 * float(epps_pulley(mix).min())
+
+
+def test_pixel_deviation_weights_single_out_what_stands_out():
+    patches = np.zeros((2, 10, 12), np.float32)
+    patches[:, 3] = 5.0  # one patch unlike the rest of its clip
+    w = np.asarray(pixel_deviation_weights(jnp.asarray(patches)))
+    np.testing.assert_allclose(w.mean(axis=1), 1.0, rtol=1e-4)
+    assert w[0, 3] > 5 * w[0, 0] and np.argmax(w[1]) == 3
+
+
 def test_regularizer_and_target_config_errors():
     c = tiny_image_config()
     assert regularizer_from_config(c) is None  # default: plain JEPA
@@ -87,6 +116,12 @@ def test_regularizer_and_target_config_errors():
     c.regularizer.num_points = 16
     with pytest.raises(ConfigError, match="regularizer.num_points=16 is invalid"):
         regularizer_from_config(c)
+    c.regularizer.num_points = 17
+    c.regularizer.token_weighting = "entropy"
+    with pytest.raises(ConfigError, match="regularizer.token_weighting='entropy' is invalid"):
+        regularizer_from_config(c)
+    c.regularizer.token_weighting = "pixel_deviation"
+    assert regularizer_from_config(c).token_weighting == "pixel_deviation"
     c.regularizer.type = "barlow"
     with pytest.raises(ConfigError, match="regularizer.type='barlow'"):
         regularizer_from_config(c)

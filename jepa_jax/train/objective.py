@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 
 from jepa_jax.models.inputs import layer_norm_nonaffine, normalize_pixels
-from jepa_jax.models.vit import gather_tokens, token_grid
+from jepa_jax.models.vit import gather_tokens, patchify, token_grid
+from jepa_jax.train.regularizers import pixel_deviation_weights
 
 
 def per_level_layer_norm(h: jax.Array, levels: int) -> jax.Array:
@@ -162,12 +163,19 @@ class JepaObjective:
                 h = jax.lax.stop_gradient(h)
         h_normed = per_level_layer_norm(h, self.levels)
         dense = self.context_weight > 0
-        losses, context_losses, contexts = [], [], []
+        losses, context_losses, contexts, context_weights = [], [], [], []
+        token_weights = None
+        if self.regularizer is not None and self.regularizer.token_weighting != "uniform":
+            token_weights = pixel_deviation_weights(
+                patchify(x, self.patch_size, self.tubelet_size)
+            )  # [B, N]
         for mask_id, mask in enumerate(batch["masks"]):
             ctx_idx, tgt_idx = mask["context"], mask["target"]
             b, groups, kt = tgt_idx.shape
             z = self.encode(params["encoder"], x, ctx_idx)
             contexts.append(z)
+            if token_weights is not None:
+                context_weights.append(gather_tokens(token_weights[..., None], ctx_idx)[..., 0])
             ctx_target = gather_tokens(h_normed, ctx_idx) if dense else None
             if groups > 1:  # I-JEPA: context repeated once per target block, b-major.
                 z = jnp.repeat(z, groups, axis=0)
@@ -205,8 +213,9 @@ class JepaObjective:
             key = jax.random.fold_in(jax.random.key(self.regularizer_seed), step)
             terms = []
             for mask_id, z in enumerate(contexts):
+                weights = context_weights[mask_id].reshape(-1) if context_weights else None
                 value, parts = self.regularizer(
-                    z.reshape(-1, z.shape[-1]), jax.random.fold_in(key, mask_id)
+                    z.reshape(-1, z.shape[-1]), jax.random.fold_in(key, mask_id), weights
                 )
                 terms.append(value)
                 for name, v in parts.items():

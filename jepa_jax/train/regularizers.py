@@ -65,17 +65,26 @@ def epps_pulley_quadrature(t_max: float, num_points: int) -> tuple[np.ndarray, n
     return t, weights * np.exp(-0.5 * t * t)
 
 
-def epps_pulley(x: jax.Array, t_max: float = 3.0, num_points: int = 17) -> jax.Array:
+def epps_pulley(
+    x: jax.Array, t_max: float = 3.0, num_points: int = 17, sample_weights: jax.Array | None = None
+) -> jax.Array:
     """Epps-Pulley statistic of each column of x [N, M] against N(0, 1): float32 [M].
 
     About 0 for Gaussian columns (its scale is that of a chi-square: O(1) under the null) and
-    growing with N otherwise.
+    growing with N otherwise. `sample_weights` [N] (>= 0) make the empirical characteristic
+    function a weighted mean: the statistic of the distribution that draws row n with
+    probability w_n / sum(w) (integer weights equal repeating rows; uniform ones change nothing).
     """
     t, weights = epps_pulley_quadrature(t_max, num_points)
     n = x.shape[0]
     xt = x.astype(jnp.float32)[..., None] * jnp.asarray(t, jnp.float32)  # [N, M, P]
-    cos_mean = jnp.cos(xt).mean(axis=0)  # [M, P]
-    sin_mean = jnp.sin(xt).mean(axis=0)
+    if sample_weights is None:
+        cos_mean = jnp.cos(xt).mean(axis=0)  # [M, P]
+        sin_mean = jnp.sin(xt).mean(axis=0)
+    else:
+        p = sample_weights.astype(jnp.float32) / jnp.sum(sample_weights)
+        cos_mean = jnp.einsum("n,nmp->mp", p, jnp.cos(xt))
+        sin_mean = jnp.einsum("n,nmp->mp", p, jnp.sin(xt))
     gauss_cf = jnp.asarray(np.exp(-0.5 * t * t), jnp.float32)
     err = jnp.square(cos_mean - gauss_cf) + jnp.square(sin_mean)
     return n * (err @ jnp.asarray(weights, jnp.float32))
@@ -88,12 +97,36 @@ def random_directions(key: jax.Array, dim: int, num: int) -> jax.Array:
 
 
 def sigreg(
-    z: jax.Array, key: jax.Array, num_slices: int = 256, t_max: float = 3.0, num_points: int = 17
+    z: jax.Array,
+    key: jax.Array,
+    num_slices: int = 256,
+    t_max: float = 3.0,
+    num_points: int = 17,
+    sample_weights: jax.Array | None = None,
 ) -> jax.Array:
-    """SIGReg of samples z [N, D]: mean Epps-Pulley statistic of `num_slices` random 1-D
-    projections (float32 scalar)."""
+    """SIGReg of samples z [N, D] (optionally weighted, [N]): mean Epps-Pulley statistic of
+    `num_slices` random 1-D projections (float32 scalar)."""
     directions = random_directions(key, z.shape[-1], num_slices)
-    return epps_pulley(z.astype(jnp.float32) @ directions, t_max, num_points).mean()
+    proj = z.astype(jnp.float32) @ directions
+    return epps_pulley(proj, t_max, num_points, sample_weights).mean()
+
+
+TOKEN_WEIGHTINGS = ("uniform", "pixel_deviation")
+
+
+def pixel_deviation_weights(patches: jax.Array) -> jax.Array:
+    """Per-token weights [B, N] from pixel patches [B, N, P]: each patch's mean squared
+    deviation from its clip's mean patch, over the clip's mean of that (so they average 1).
+
+    Why: per-token SIGReg asks every direction of the token distribution to look Gaussian; with
+    uniform weights most tokens of a scene are plain background, so the regularizer spreads the
+    background's tokens and the objects lose their salience (README, "What the default job
+    learns"). Weighting tokens by how much their pixels stand out from the clip lets the tokens
+    that carry content fill the distribution instead. Computed from the input only, no labels.
+    """
+    p = patches.astype(jnp.float32)
+    dev = jnp.square(p - p.mean(axis=1, keepdims=True)).mean(axis=-1)
+    return jax.lax.stop_gradient(dev / (dev.mean(axis=1, keepdims=True) + 1e-6))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +139,14 @@ class Regularizer:
     t_max: float = 3.0
     num_points: int = 17
     vicreg_covariance_weight: float = 0.04
+    token_weighting: str = "uniform"  # one of TOKEN_WEIGHTINGS (SIGReg's samples)
 
-    def __call__(self, z: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def __call__(
+        self, z: jax.Array, key: jax.Array, sample_weights: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """z [N, D]; `sample_weights` [N] weight SIGReg's samples (VICReg ignores them)."""
         if self.kind == "sigreg":
-            value = sigreg(z, key, self.num_slices, self.t_max, self.num_points)
+            value = sigreg(z, key, self.num_slices, self.t_max, self.num_points, sample_weights)
             return self.weight * value, {"sigreg": value}
         variance, covariance = vicreg_terms(z)
         value = variance + self.vicreg_covariance_weight * covariance
@@ -134,6 +171,9 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
     n = int(r["num_points"])
     need(n >= 3 and n % 2 == 1, "num_points", "an odd integer >= 3 (trapezoid nodes)")
     need(float(r["vicreg_covariance_weight"]) >= 0, "vicreg_covariance_weight", "a number >= 0")
+    weighting = str(r.get("token_weighting", "uniform"))
+    expected = f"one of {TOKEN_WEIGHTINGS}"
+    section(weighting in TOKEN_WEIGHTINGS, "token_weighting", weighting, expected)
     return Regularizer(
         kind=str(r["type"]),
         weight=float(r["weight"]),
@@ -141,6 +181,7 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
         t_max=float(r["t_max"]),
         num_points=n,
         vicreg_covariance_weight=float(r["vicreg_covariance_weight"]),
+        token_weighting=weighting,
     )
 
 
