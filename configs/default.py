@@ -17,14 +17,14 @@ def get_config(arg=None):
     c.seed = 0
     # Sized so that `make train` (install, compile, train, probe) ends within about 10 minutes
     # on a 2-core CPU. The recipe is LeJEPA's: SIGReg on the context tokens and no EMA target
-    # (the target is the online encoder behind a stop-gradient). Measured (2026-12-02, 2-core
-    # AVX-512, probe table of `make train`, linear on pooled tokens): the EMA recipe of the
-    # reference collapses here (effective rank 26 -> 6, the guard warns at step ~200) and its
-    # encoder scores shape .35 / direction .22 / start cell .46; this one keeps its rank
-    # (26 -> 39) and scores .40 / .38 / .64 (random init .31 / .19 / .38; unpooled raw pixels
-    # .39 / .70 / .87, so it still loses to pixels on direction and position), and the
-    # converged attentive probe of a random encoder (.88 / .84) beats it (.40 / .62) on shape
-    # and direction: see README, "What the default job learns".
+    # (the target is the online encoder behind a stop-gradient), with SIGReg's samples weighted
+    # by pixel deviation (below). Measured (2026-12-02, 2-core AVX-512, the probe table `make
+    # train` prints, linear on pooled tokens, shape / direction / start cell): the reference's
+    # EMA recipe collapses here (effective rank 26 -> 6) and scores .35 / .22 / .46; uniform
+    # SIGReg keeps the rank and scores .40 / .38 / .64; this recipe (rank 26 -> 43) .650 / .405 /
+    # .535 (random init .31 / .19 / .38; unpooled raw pixels .39 / .70 / .87). It beats both
+    # baselines on shape, not yet the pixels on direction and position, nor a random encoder
+    # under the converged attentive probe: see README, "What the default job learns".
     c.total_steps = 350
     c.batch_size = 16
 
