@@ -84,7 +84,7 @@ def get_config(arg=None):
         # patch of the smooth background nearly the same token wherever it is, which SIGReg
         # cannot spread (measured 2026-12-02: effective rank 37.6 -> 9 by step 75, the SIGReg
         # statistic ~180 against ~17 with sin-cos, the collapse guard firing).
-        c.model.encoder.pos_embed = "sincos"
+        c.model.encoder.update(pos_embed="sincos", rope_reference_grid=0)
         c.model.predictor.update(width=96, depth=2, num_heads=3)
         c.model.update(dtype="float32", scan_layers=False, remat_policy="none")
         c.mesh.update(data=-1, fsdp=1)
@@ -97,7 +97,7 @@ def get_config(arg=None):
         c.log_every, c.checkpoint_every = 25, 50
     if args.runlocal:  # seconds; RoPE as the full recipe, so its code path is smoke-tested
         config_recipes.shrink_to_smoke_run(c)
-        c.model.encoder.pos_embed = "rope_interleaved"
+        c.model.encoder.update(pos_embed="rope_interleaved", rope_reference_grid=16)
         c.data.update(num_frames=4)
         c.model.encoder.output_levels = (0, 1)
         c.loss.context_ramp = (0, 2)

@@ -122,6 +122,9 @@ def test_regularizer_and_target_config_errors():
         regularizer_from_config(c)
     c.regularizer.token_weighting = "pixel_deviation"
     assert regularizer_from_config(c).token_weighting == "pixel_deviation"
+    c.regularizer.type = "vicreg"  # VICReg's moments are unweighted: one line, not a no-op
+    with pytest.raises(ConfigError, match=r"token_weighting='pixel_deviation' is invalid.*vicreg"):
+        regularizer_from_config(c)
     c.regularizer.type = "barlow"
     with pytest.raises(ConfigError, match="regularizer.type='barlow'"):
         regularizer_from_config(c)

@@ -15,6 +15,7 @@ from jepa_jax.convert.reference import (
     params_to_reference,
     reference_to_params,
 )
+from jepa_jax.errors import ConfigError
 from jepa_jax.models import Predictor, VisionTransformer
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.init import init_encoder_params
@@ -213,3 +214,7 @@ def test_a_vjepa21_rope_run_trains_with_a_rope_predictor(tmp_path):
     trainer = build_trainer(config, jax.devices()[:1])
     assert trainer.predictor.pos_embed == "rope_interleaved"
     assert trainer.predictor.rope_reference_grid == 16
+    # Interpolation rescales RoPE positions only: with an absolute table it is a one-line error.
+    config.model.encoder.pos_embed = "sincos"
+    with pytest.raises(ConfigError, match=r"rope_reference_grid=16 is invalid with pos_embed"):
+        build_trainer(config, jax.devices()[:1])

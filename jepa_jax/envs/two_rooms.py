@@ -159,14 +159,12 @@ def _segment_clears_wall(env: TwoRooms, layout: Layout, p: jax.Array, q: jax.Arr
     through the door's corners count as clear)."""
     lo, hi = layout["wall_x"] - env.wall_half_width, layout["wall_x"] + env.wall_half_width
     dx = q[0] - p[0]
-    safe_dx = jnp.where(jnp.abs(dx) < 1e-9, 1.0, dx)
+    vertical = jnp.abs(dx) < 1e-9  # a vertical segment lies in the band wholly or not at all
+    safe_dx = jnp.where(vertical, 1.0, dx)
     t_lo, t_hi = (lo - p[0]) / safe_dx, (hi - p[0]) / safe_dx
-    t0 = jnp.clip(jnp.minimum(t_lo, t_hi), 0.0, 1.0)
-    t1 = jnp.clip(jnp.maximum(t_lo, t_hi), 0.0, 1.0)
-    vertical_inside = (jnp.abs(dx) < 1e-9) & (p[0] > lo) & (p[0] < hi)
-    t0 = jnp.where(jnp.abs(dx) < 1e-9, 0.0, t0)
-    t1 = jnp.where(jnp.abs(dx) < 1e-9, 1.0, t1)
-    crosses = jnp.where(jnp.abs(dx) < 1e-9, vertical_inside, t1 > t0)
+    t0 = jnp.where(vertical, 0.0, jnp.clip(jnp.minimum(t_lo, t_hi), 0.0, 1.0))
+    t1 = jnp.where(vertical, 1.0, jnp.clip(jnp.maximum(t_lo, t_hi), 0.0, 1.0))
+    crosses = jnp.where(vertical, (p[0] > lo) & (p[0] < hi), t1 > t0)
     y0, y1 = p[1] + t0 * (q[1] - p[1]), p[1] + t1 * (q[1] - p[1])
     tol = 1e-3
     door_lo = layout["door_y"] - env.door_half_height - tol
@@ -202,16 +200,13 @@ def geodesic_distance(env: TwoRooms, layout: Layout, a: jax.Array, b: jax.Array)
 
     inf = jnp.float32(jnp.inf)
     direct = jnp.where(clear(a, b), seg(a, b), inf)
-    one = jax.vmap(lambda c: jnp.where(clear(a, c) & clear(c, b), seg(a, c) + seg(c, b), inf))(
-        corners
-    )
 
-    def two(c, d):
+    def via(c, d):  # a -> c -> d -> b; c == d is the one-corner path (a zero-length middle leg)
         ok = clear(a, c) & clear(c, d) & clear(d, b)
         return jnp.where(ok, seg(a, c) + seg(c, d) + seg(d, b), inf)
 
-    pairs = jax.vmap(lambda c: jax.vmap(lambda d: two(c, d))(corners))(corners)
-    return jnp.minimum(direct, jnp.minimum(one.min(), pairs.min()))
+    bent = jax.vmap(lambda c: jax.vmap(lambda d: via(c, d))(corners))(corners)
+    return jnp.minimum(direct, bent.min())
 
 
 # ---------------------------------------------------------------------------------------------

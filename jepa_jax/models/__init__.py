@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.predictor import Predictor
+from jepa_jax.models.rope import ROPE_EMBEDS
 from jepa_jax.models.vit import (
     ENCODER_PRESETS,
     POS_EMBEDS,
@@ -57,6 +58,12 @@ def rope_reference_grid(model_config: Mapping[str, Any]) -> int:
         raise ConfigError(
             f"config.model.encoder.rope_reference_grid={value!r} is invalid: expected an integer "
             f">= 0 (0: off; V-JEPA 2.1: 16 at patch 16)"
+        )
+    # Interpolation rescales RoPE's positions; with an absolute table it would do nothing.
+    if value and encoder_pos_embed(model_config) not in ROPE_EMBEDS:
+        raise ConfigError(
+            f"config.model.encoder.rope_reference_grid={value!r} is invalid with pos_embed="
+            f"{encoder_pos_embed(model_config)!r}: expected 0 (it rescales RoPE positions only)"
         )
     return int(value)
 

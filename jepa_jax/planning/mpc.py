@@ -103,21 +103,19 @@ def run_episode(
         return (~done & more) if settings.stop_at_goal else more
 
     def run_actions(carry, action):
-        pos, t, done, first, path = carry
+        pos, t, done, path = carry
         active = acting(t, done)
         new_pos = jnp.where(active, two_rooms.step(env, task["layout"], pos, action), pos)
         t = t + active.astype(jnp.int32)
         path = jax.lax.dynamic_update_index_in_dim(path, new_pos, t, axis=0)
-        now = active & arrived(new_pos)
-        first = jnp.where(~done & now, t, first)
-        return (new_pos, t, done | now, first, path), None
+        return (new_pos, t, done | (active & arrived(new_pos)), path), None
 
     def keep_going(carry):
         _, t, done, *_ = carry
         return acting(t, done)
 
     def replan(carry):
-        pos, t, done, first, path, mean, replans, key = carry
+        pos, t, done, path, mean, replans, key = carry
         key, k_plan = jax.random.split(key)
         token_cost = agent.cost_fn(params, goal_ctx, task, pos)
         cost_fn = lambda plans: token_cost(to_tokens(plans))
@@ -125,19 +123,20 @@ def run_episode(
             settings.planner, cost_fn, k_plan, mean, settings.init_std, clip_tokens
         )
         actions = env_actions(env, to_tokens(plan[:execute])).reshape(-1, 2)
-        carry = (pos, t, done, first, path)
-        (pos, t, done, first, path), _ = jax.lax.scan(run_actions, carry, actions)
+        (pos, t, done, path), _ = jax.lax.scan(run_actions, (pos, t, done, path), actions)
         if settings.warm_start:  # the rest of the plan, then zeros
             mean = jnp.concatenate([plan[execute:], jnp.zeros_like(plan[:execute])])
-        return pos, t, done, first, path, mean, replans + 1, key
+        return pos, t, done, path, mean, replans + 1, key
 
     mean0 = jnp.zeros((horizon, 2 if settings.hold_actions else 2 * chunk), jnp.float32)
-    at_goal = arrived(task["start"])
-    init = (task["start"], jnp.int32(0), at_goal, jnp.int32(0), path0, mean0, jnp.int32(0), key)
-    pos, t, done, first, path, _, replans, _ = jax.lax.while_loop(keep_going, replan, init)
+    init = (task["start"], jnp.int32(0), arrived(task["start"]), path0, mean0, jnp.int32(0), key)
+    pos, t, done, path, _, replans, _ = jax.lax.while_loop(keep_going, replan, init)
     # Hold the final position for the steps after the episode ended.
     steps = jnp.arange(settings.max_steps + 1)
     path = jnp.where((steps > t)[:, None], pos, path)
+    # path[i] is the position after i env steps, so the first index within the radius is the
+    # first arrival (the agent may leave again when it runs the whole budget).
+    first = jnp.argmax(jax.vmap(arrived)(path))
     return {
         "success": done,
         "success_final": arrived(pos),

@@ -174,6 +174,11 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
     weighting = str(r.get("token_weighting", "uniform"))
     expected = f"one of {TOKEN_WEIGHTINGS}"
     section(weighting in TOKEN_WEIGHTINGS, "token_weighting", weighting, expected)
+    # VICReg's moments are unweighted: a weighting there would silently do nothing.
+    uniform_only = f"'uniform' with type={r['type']!r} (token weights are SIGReg's)"
+    section(
+        weighting == "uniform" or r["type"] == "sigreg", "token_weighting", weighting, uniform_only
+    )
     return Regularizer(
         kind=str(r["type"]),
         weight=float(r["weight"]),
