@@ -6,6 +6,7 @@ Shared by the training loop, the benchmarks and the tests, so they all run the s
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from jepa_jax.train import optim
 from jepa_jax.train.objective import LOSS_TYPES, JepaObjective
 from jepa_jax.train.regularizers import regularizer_from_config, target_mode_from_config
 from jepa_jax.train.state import abstract_state, create_state, make_init_fn
-from jepa_jax.train.step import make_train_step
+from jepa_jax.train.step import jit_train_step, train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,17 +88,15 @@ class Trainer:
 
     def make_step(self, state_shardings: Any, batch_example: Any) -> Callable:
         """The jitted train step (call inside `jax.set_mesh(self.mesh)`)."""
-        return make_train_step(
+        step = functools.partial(
+            train_step,
             objective=self.objective,
             tx=self.tx,
             schedules=self.schedules,
             mask_names=self.mask_names,
-            mesh=self.mesh,
-            rules=self.rules,
-            state_shardings=state_shardings,
-            batch_example=batch_example,
             microbatches=int(self.config.microbatches),
         )
+        return jit_train_step(step, self.mesh, self.rules, state_shardings, batch_example)
 
 
 def dense_loss_from_config(config: Mapping[str, Any]) -> tuple[float, tuple[int, int]]:
