@@ -13,6 +13,7 @@ from flax import linen as nn
 from jepa_jax.data.synthetic import COLORS, MovingShapesVideo, SceneStyle, ShapesImages
 from jepa_jax.errors import ConfigError
 from jepa_jax.eval.dense_probe import fit_dense_probe, mean_iou, token_labels
+from jepa_jax.eval.linear_probe import LogRegFit
 from jepa_jax.eval.suite import run_eval
 from jepa_jax.export.encoder_dir import write_encoder_dir
 from jepa_jax.models.encoder_config import EncoderConfig
@@ -80,12 +81,16 @@ def _tokens(n, rng, informative=True):
 def test_dense_probe_learns_token_classes_and_not_noise():
     rng = np.random.default_rng(0)
     (tx, ty), (vx, vy) = _tokens(60, rng), _tokens(30, rng)
-    good = fit_dense_probe(tx, ty, vx, vy, num_classes=3, steps=300)
+    good = fit_dense_probe(tx, ty, vx, vy, num_classes=3, fit=LogRegFit(steps=300))
     assert good["miou"] > 0.9 and good["accuracy"] == good["miou"]
     assert len(good["per_class_iou"]) == 3
-    noise = fit_dense_probe(*_tokens(60, rng, False), *_tokens(30, rng, False), 3, steps=300)
+    noise = fit_dense_probe(
+        *_tokens(60, rng, False), *_tokens(30, rng, False), 3, fit=LogRegFit(steps=300)
+    )
     assert noise["miou"] < 0.6
-    capped = fit_dense_probe(tx, ty, vx, vy, num_classes=3, steps=300, max_train_tokens=200)
+    capped = fit_dense_probe(
+        tx, ty, vx, vy, num_classes=3, fit=LogRegFit(steps=300), max_train_tokens=200
+    )
     assert capped["miou"] > 0.8  # a token subset still learns
     with pytest.raises(ValueError, match="token labels span"):
         fit_dense_probe(tx, ty + 5, vx, vy, num_classes=3)

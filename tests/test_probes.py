@@ -26,7 +26,7 @@ from jepa_jax.eval.attentive_probe import (
 )
 from jepa_jax.eval.features import pixel_features, vit_features
 from jepa_jax.eval.knn import knn_accuracy
-from jepa_jax.eval.linear_probe import fit_linear_probe, project_to_sample_span
+from jepa_jax.eval.linear_probe import LogRegFit, fit_linear_probe, project_to_sample_span
 from jepa_jax.eval.pretrain_probe import run_pretrain_probe
 from jepa_jax.eval.suite import RESULTS_FILE, run_eval
 from jepa_jax.eval.views import ViewSpec, check_views, cut_views, evenly_spaced
@@ -122,9 +122,13 @@ def test_knn_and_linear_probe_average_views():
     test_x = centers[test_y][:, None] + rng.normal(size=(30, 2, 16))
     knn = knn_accuracy(train_x, train_y, test_x, test_y, num_classes=3, k=5)
     assert knn["accuracy"] > 0.9 and knn["k"] == 5
-    lin = fit_linear_probe(train_x, train_y, test_x, test_y, num_classes=3, steps=200)
+    lin = fit_linear_probe(
+        train_x, train_y, test_x, test_y, num_classes=3, fit=LogRegFit(steps=200)
+    )
     assert lin["accuracy"] > 0.9
-    flat = fit_linear_probe(train_x[:, 0], train_y, test_x[:, 0], test_y, num_classes=3, steps=200)
+    flat = fit_linear_probe(
+        train_x[:, 0], train_y, test_x[:, 0], test_y, num_classes=3, fit=LogRegFit(steps=200)
+    )
     assert flat["accuracy"] > 0.9  # [N, D] features work as before
 
 
@@ -246,7 +250,7 @@ def test_wide_features_are_projected_without_changing_the_linear_model():
     signal[:20] = 1.0
     x = rng.normal(size=(80, 4000)) + np.outer(2 * y - 1, signal)
     tx = rng.normal(size=(40, 4000)) + np.outer(2 * ty - 1, signal)
-    assert fit_linear_probe(x, y, tx, ty, num_classes=2, steps=300)["accuracy"] > 0.9
+    assert fit_linear_probe(x, y, tx, ty, num_classes=2, fit=LogRegFit(steps=300))["accuracy"] > 0.9
 
 
 def test_knn_centres_features_that_share_a_large_common_component():

@@ -50,7 +50,10 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv: list[str]) -> None:
     start_command(argv)
     from jepa_jax.errors import ConfigError
-    from jepa_jax.eval.suite import run_eval, run_learning_curve  # heavy imports after parsing
+
+    # heavy imports after parsing
+    from jepa_jax.eval.learning_curve import run_learning_curve
+    from jepa_jax.eval.suite import run_eval
 
     workdir = directory_flag("workdir")
     checkpoint = _CHECKPOINT.value or workdir
@@ -62,7 +65,7 @@ def main(argv: list[str]) -> None:
             steps = [int(s) for s in _STEPS.value] if _STEPS.value else None
         except ValueError as e:
             raise ConfigError(f"--steps={','.join(_STEPS.value)}: expected integers") from e
-        run_learning_curve(config, checkpoint, workdir, steps)
+        run_learning_curve(config, checkpoint, workdir, steps=steps)
     else:
         run_eval(config, checkpoint, workdir, _STEP.value)
 

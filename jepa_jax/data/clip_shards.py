@@ -30,7 +30,7 @@ import numpy as np
 
 from jepa_jax.data import transforms
 from jepa_jax.data.file_sources import split_path
-from jepa_jax.data.reading import BadExample
+from jepa_jax.data.reading import BadExample, RecordSource
 from jepa_jax.errors import ConfigError
 
 METADATA = "clips.json"
@@ -123,7 +123,7 @@ def read_metadata(folder: str, key: str = "data.path") -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClipShards:
+class ClipShards(RecordSource):
     """Random-access clips from a `jepa-jax prepare` folder; a decoded source (`data.reading`).
 
     Items: {"pixels": uint8 [T, S, S, 3], "labels": {"label": int32, "clip_index": int32}}.
@@ -132,9 +132,6 @@ class ClipShards:
     folder: str
     view: transforms.ViewConfig
     records: Any  # grain ArrayRecordDataSource over the shards
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def describe(self, index: int) -> str:
         return f"{self.folder} clip {index}"
@@ -152,9 +149,6 @@ class ClipShards:
             "pixels": transforms.make_view(clip["frames"], self.view, rng),
             "labels": {"label": np.int32(clip["label"]), "clip_index": np.int32(index)},
         }
-
-    def __getitem__(self, index: int) -> dict:
-        return self.load(index, None)
 
 
 def clip_shards_source(d: Mapping[str, Any], split: str) -> ClipShards:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from jepa_jax.data import file_index, transforms, video
-from jepa_jax.data.reading import BadExample
+from jepa_jax.data.reading import BadExample, DecodedSource
 from jepa_jax.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -60,7 +60,7 @@ def _labels(files: file_index.FileList, i: int) -> dict[str, np.ndarray]:
 
 
 @dataclasses.dataclass(frozen=True)
-class VideoFiles:
+class VideoFiles(DecodedSource):
     """Clips decoded from video files; `clips_per_video` records per file (one per segment)."""
 
     files: file_index.FileList
@@ -85,12 +85,9 @@ class VideoFiles:
             "labels": _labels(self.files, i),
         }
 
-    def __getitem__(self, index: int) -> dict:
-        return self.load(index, None)
-
 
 @dataclasses.dataclass(frozen=True)
-class ImageFiles:
+class ImageFiles(DecodedSource):
     """Images decoded with Pillow (any mode; converted to RGB)."""
 
     files: file_index.FileList
@@ -110,9 +107,6 @@ class ImageFiles:
             "pixels": transforms.make_view(pixels, self.view, rng),
             "labels": _labels(self.files, i),
         }
-
-    def __getitem__(self, index: int) -> dict:
-        return self.load(index, None)
 
 
 def read_image(path: str) -> np.ndarray:

@@ -48,9 +48,24 @@ class TooManyBadExamples(ConfigError):
     """More than data.max_bad_fraction of the records read could not be decoded."""
 
 
+class DecodedSource:
+    """Base of the decoded sources (module docstring): subclasses define `__len__`,
+    `describe(index)` and `load(index, rng)`; indexing is the eval view."""
+
+    def __getitem__(self, index: int) -> dict:
+        return self.load(index, None)
+
+
+class RecordSource(DecodedSource):
+    """A decoded source over a random-access `records` field (ArrayRecord shards, TFDS)."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
 def is_decoded_source(source: Any) -> bool:
     """True for sources that decode files (they have `load(index, rng)`)."""
-    return callable(getattr(source, "load", None))
+    return isinstance(source, DecodedSource)
 
 
 class ReadExample:

@@ -211,26 +211,32 @@ def _labels(scene: _Scene, size: int, moving: bool) -> dict[str, np.ndarray]:
     return labels
 
 
-def _check_set(dataset, num_frames: int) -> None:
-    """ValueError naming the set for a size no example can have; a bad split is one too."""
-    if dataset.num_examples < 1 or num_frames < 1 or dataset.size < 8:
-        raise ValueError(
-            f"{type(dataset).__name__} needs num_examples >= 1, num_frames >= 1, size >= 8; got "
-            f"{dataset.num_examples}, {num_frames}, {dataset.size}"
-        )
-    _split_id(dataset.split)
+class _ShapesSet:
+    """What the shapes sets share: their length, the argument check and drawing an example.
+    Subclasses are frozen dataclasses with num_examples, num_frames, size, seed, split, style."""
 
+    def __post_init__(self):
+        """ValueError naming the set for a size no example can have; a bad split is one too."""
+        if self.num_examples < 1 or self.num_frames < 1 or self.size < 8:
+            raise ValueError(
+                f"{type(self).__name__} needs num_examples >= 1, num_frames >= 1, size >= 8; got "
+                f"{self.num_examples}, {self.num_frames}, {self.size}"
+            )
+        _split_id(self.split)
 
-def _example(dataset, index: int, num_frames: int) -> tuple[_Scene, np.ndarray, np.ndarray]:
-    """(scene, frames uint8 [T, S, S, 3], shape map [T, S, S]) of example `index` of a shapes
-    set: a pure function of (seed, split, index mod its length)."""
-    key = [dataset.seed, _split_id(dataset.split), int(index) % dataset.num_examples]
-    scene = _sample_scene(np.random.default_rng(key), dataset.size, num_frames, dataset.style)
-    return (scene, *_render(scene, num_frames, dataset.size))
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def _draw(self, index: int) -> tuple[_Scene, np.ndarray, np.ndarray]:
+        """(scene, frames uint8 [T, S, S, 3], shape map [T, S, S]) of example `index`: a pure
+        function of (seed, split, index mod the set's length)."""
+        key = [self.seed, _split_id(self.split), int(index) % self.num_examples]
+        scene = _sample_scene(np.random.default_rng(key), self.size, self.num_frames, self.style)
+        return (scene, *_render(scene, self.num_frames, self.size))
 
 
 @dataclasses.dataclass(frozen=True)
-class MovingShapesVideo:
+class MovingShapesVideo(_ShapesSet):
     """Video of one shape moving at constant velocity, its path inside the frame.
 
     Each item: {"pixels": uint8 [num_frames, size, size, 3], "labels": {...}} (module docstring).
@@ -243,20 +249,14 @@ class MovingShapesVideo:
     split: str = "train"
     style: SceneStyle = SceneStyle()
 
-    def __post_init__(self):
-        _check_set(self, self.num_frames)
-
-    def __len__(self) -> int:
-        return self.num_examples
-
     def __getitem__(self, index: int) -> dict:
-        scene, pixels, shape_map = _example(self, index, self.num_frames)
+        scene, pixels, shape_map = self._draw(index)
         labels = {**_labels(scene, self.size, True), "shape_map": shape_map}
         return {"pixels": pixels, "labels": labels}
 
 
 @dataclasses.dataclass(frozen=True)
-class ShapesImages:
+class ShapesImages(_ShapesSet):
     """Still images of one shape: {"pixels": uint8 [size, size, 3], "labels": {...}}."""
 
     num_examples: int
@@ -264,14 +264,9 @@ class ShapesImages:
     seed: int = 0
     split: str = "train"
     style: SceneStyle = SceneStyle()
-
-    def __post_init__(self):
-        _check_set(self, 1)
-
-    def __len__(self) -> int:
-        return self.num_examples
+    num_frames = 1  # a class constant, not a field: an image is a one-frame scene
 
     def __getitem__(self, index: int) -> dict:
-        scene, frames, shape_map = _example(self, index, 1)
+        scene, frames, shape_map = self._draw(index)
         labels = {**_labels(scene, self.size, False), "shape_map": shape_map[0]}
         return {"pixels": frames[0], "labels": labels}

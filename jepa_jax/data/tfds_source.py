@@ -27,12 +27,12 @@ import numpy as np
 from jepa_jax.data import transforms, video
 from jepa_jax.data.file_index import NO_LABEL
 from jepa_jax.data.file_sources import clip_spec
-from jepa_jax.data.reading import BadExample
+from jepa_jax.data.reading import BadExample, RecordSource
 from jepa_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
-class TfdsExamples:
+class TfdsExamples(RecordSource):
     """A TFDS split; a decoded source (`data.reading`). `clip` is None for images."""
 
     name: str
@@ -42,9 +42,6 @@ class TfdsExamples:
     label_key: str
     view: transforms.ViewConfig
     clip: video.ClipSpec | None = None
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def describe(self, index: int) -> str:
         return f"tfds {self.name} {self.split} record {index}"
@@ -70,9 +67,6 @@ class TfdsExamples:
             "pixels": transforms.make_view(pixels, self.view, rng),
             "labels": {"label": np.int32(label), "record_index": np.int32(index)},
         }
-
-    def __getitem__(self, index: int) -> dict:
-        return self.load(index, None)
 
 
 def _open(d: Mapping[str, Any], split: str):

@@ -12,18 +12,19 @@ mean over classes of intersection over union on the test tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax.numpy as jnp
 import numpy as np
 
 from jepa_jax.eval.linear_probe import (
-    DEFAULT_L2,
+    LogRegFit,
     check_label_range,
     padded_class_mask,
     prepare_features,
     train_logreg,
 )
+
+# Up to max_train_tokens rows a step (vs one per clip), so half the clip probe's steps.
+DENSE_FIT = LogRegFit(steps=1000)
 
 
 def token_labels(
@@ -73,9 +74,7 @@ def fit_dense_probe(
     test_tokens: np.ndarray,
     test_labels: np.ndarray,
     num_classes: int,
-    l2s: Sequence[float] = DEFAULT_L2,
-    steps: int = 1000,
-    lr: float = 0.01,
+    fit: LogRegFit = DENSE_FIT,
     seed: int = 0,
     max_train_tokens: int = 32768,
 ) -> dict:
@@ -84,6 +83,8 @@ def fit_dense_probe(
     Args:
       train_tokens, test_tokens: float [N, K, D] frozen token features.
       train_labels, test_labels: int [N, K] token classes in [0, num_classes).
+      fit: the regression's L2 grid, steps and learning rate (the L2 strength is picked by
+        held-out mean IoU).
       max_train_tokens: the classifier fits a random subset of at most this many training
         tokens (drawn with `seed`), which bounds its cost (800 clips x 256 tokens would be 200k
         rows); every test token is scored.
@@ -111,14 +112,13 @@ def fit_dense_probe(
     weights = class_weight[y].astype(np.float32)
     class_mask = padded_class_mask(num_classes)
     x, yj = jnp.asarray(train_x), jnp.asarray(y)
-    fit_weights = np.broadcast_to(weights * ~rows_out, (len(l2s), len(y)))
-    w, b = train_logreg(x, yj, class_mask, jnp.asarray(l2s, jnp.float32), fit_weights, steps, lr)
+    l2s = jnp.asarray(fit.l2s, jnp.float32)
+    grid_weights = np.broadcast_to(weights * ~rows_out, (len(l2s), len(y)))
+    w, b = train_logreg(x, yj, class_mask, l2s, grid_weights, fit.steps, fit.lr)
     val_pred = np.asarray(jnp.einsum("nd,pdc->pnc", x[rows_out], w) + b[:, None]).argmax(-1)
     val = [mean_iou(p, y[rows_out], num_classes)[0] for p in val_pred]
     best = int(np.argmax(val))
-    w, b = train_logreg(
-        x, yj, class_mask, jnp.asarray(l2s[best : best + 1], jnp.float32), weights[None], steps, lr
-    )
+    w, b = train_logreg(x, yj, class_mask, l2s[best : best + 1], weights[None], fit.steps, fit.lr)
     pred = np.asarray(jnp.asarray(test_x) @ w[0] + b[0]).argmax(-1)
     true = np.asarray(test_labels).reshape(-1)
     miou, per_class = mean_iou(pred, true, num_classes)
@@ -127,6 +127,6 @@ def fit_dense_probe(
         "miou": miou,
         "per_class_iou": [None if np.isnan(v) else float(v) for v in per_class],
         "token_accuracy": float(np.mean(pred == true)),
-        "l2": float(l2s[best]),
+        "l2": fit.l2s[best],
         "val_miou": float(val[best]),
     }

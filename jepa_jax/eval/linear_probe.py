@@ -13,8 +13,9 @@ class probabilities are averaged over each example's views.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -26,6 +27,22 @@ from jax.sharding import Mesh
 from jepa_jax.eval.features import map_batches
 
 DEFAULT_L2 = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogRegFit:
+    """How a probe's logistic regression trains: the L2 strengths tried in parallel (the one
+    that does best on a held-out fifth is retrained on everything), full-batch Adam steps and
+    learning rate."""
+
+    l2s: tuple[float, ...] = DEFAULT_L2
+    steps: int = 2000
+    lr: float = 0.01
+
+    @classmethod
+    def from_config(cls, linear: Mapping[str, Any]) -> LogRegFit:
+        """From a `config.probe.linear` section (`l2`, `steps`, `lr`)."""
+        return cls(tuple(float(v) for v in linear["l2"]), int(linear["steps"]), float(linear["lr"]))
 
 
 def pooled_features(
@@ -174,9 +191,7 @@ def fit_linear_probe(
     test_x: np.ndarray,
     test_y: np.ndarray,
     num_classes: int,
-    l2s: Sequence[float] = DEFAULT_L2,
-    steps: int = 2000,
-    lr: float = 0.01,
+    fit: LogRegFit = LogRegFit(),
     seed: int = 0,
     prepared: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
@@ -185,6 +200,8 @@ def fit_linear_probe(
     Args:
       train_x, test_x: float [N, D] features, or [N, V, D] with V views per example.
       train_y, test_y: int [N] labels in [0, num_classes).
+      fit: the regression's L2 grid, steps and learning rate.
+      seed: draws the held-out fifth.
       prepared: `prepare_features(train_x, test_x)`, when several labels share the features
         (the standardisation and projection are then done once); train_x/test_x are ignored.
 
@@ -211,16 +228,16 @@ def fit_linear_probe(
     class_mask = padded_class_mask(num_classes)
     x = jnp.asarray(train_x.reshape(n * views, -1))
     y = jnp.asarray(np.repeat(train_y, views))
-    grid_weights = jnp.broadcast_to(fit_rows, (len(l2s), n * views))
-    l2_arr = jnp.asarray(l2s, jnp.float32)
-    w, b = train_logreg(x, y, class_mask, l2_arr, grid_weights, steps, lr)
+    grid_weights = jnp.broadcast_to(fit_rows, (len(fit.l2s), n * views))
+    l2_arr = jnp.asarray(fit.l2s, jnp.float32)
+    w, b = train_logreg(x, y, class_mask, l2_arr, grid_weights, fit.steps, fit.lr)
     val_acc = _accuracy(w, b, jnp.asarray(train_x[val_idx]), jnp.asarray(train_y[val_idx]))
     best = int(np.argmax(val_acc))
     all_rows = jnp.ones((1, n * views), jnp.float32)
-    w, b = train_logreg(x, y, class_mask, l2_arr[best : best + 1], all_rows, steps, lr)
+    w, b = train_logreg(x, y, class_mask, l2_arr[best : best + 1], all_rows, fit.steps, fit.lr)
     test_acc = _accuracy(w, b, jnp.asarray(test_x), jnp.asarray(test_y))[0]
     return {
         "accuracy": float(test_acc),
-        "l2": float(l2s[best]),
+        "l2": fit.l2s[best],
         "val_accuracy": float(val_acc[best]),
     }

@@ -24,7 +24,12 @@ from jax.sharding import Mesh
 from jepa_jax import rundir
 from jepa_jax.data import labels, pipeline
 from jepa_jax.errors import ConfigError
-from jepa_jax.eval.linear_probe import fit_linear_probe, pooled_features, prepare_features
+from jepa_jax.eval.linear_probe import (
+    LogRegFit,
+    fit_linear_probe,
+    pooled_features,
+    prepare_features,
+)
 from jepa_jax.models.init import init_encoder_params
 
 RESULTS_FILE = "probe_results.json"
@@ -114,6 +119,7 @@ def run_pretrain_probe(
     def pixel_features():  # every pixel as a feature, unpooled
         return tuple(px.reshape(len(px), -1).astype(np.float32) for px in (train_px, test_px))
 
+    linear_fit = LogRegFit.from_config(probe.linear)
     for name, features in (
         ("trained", encoder_features(trained_params)),
         ("random_init", encoder_features(random_params)),
@@ -128,9 +134,7 @@ def run_pretrain_probe(
                 None,
                 test_labels[t],
                 classes[t],
-                l2s=tuple(probe.linear.l2),
-                steps=int(probe.linear.steps),
-                lr=float(probe.linear.lr),
+                linear_fit,
                 prepared=prepared,
             )
             per_task[t][name] = fit["accuracy"]

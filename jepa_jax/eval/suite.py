@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 from flax import linen as nn
 
@@ -40,7 +39,7 @@ from jepa_jax.eval.features import (
     vit_features,
 )
 from jepa_jax.eval.knn import knn_accuracy
-from jepa_jax.eval.linear_probe import fit_linear_probe
+from jepa_jax.eval.linear_probe import LogRegFit, fit_linear_probe
 from jepa_jax.eval.views import ViewSpec, check_views, cut_views
 from jepa_jax.export.encoder_dir import is_encoder_dir, read_encoder_config, read_encoder_dir
 from jepa_jax.export.target_encoder import restore_target_encoder
@@ -50,7 +49,6 @@ from jepa_jax.rundir import write_json_atomic
 from jepa_jax.sharding import create_mesh, replicated
 
 RESULTS_FILE = "eval_results.json"
-CURVE_FILE = "learning_curve.json"
 PROBES = ("linear", "attentive", "knn", "dense")
 BASELINES = ("random_init", "pixels")
 
@@ -201,22 +199,15 @@ def run_probes(
     train_y, test_y = data["train"][1], data["test"][1]
     results: dict[str, Any] = {}
 
+    linear_fit = LogRegFit.from_config(probe.linear)
+
     def linear_and_knn(train_x, test_x, suffix: str) -> None:
         if "linear" in probes:
-            lin = probe.linear
             results["linear" + suffix] = fit_linear_probe(
-                train_x,
-                train_y,
-                test_x,
-                test_y,
-                num_classes,
-                l2s=tuple(lin.l2),
-                steps=int(lin.steps),
-                lr=float(lin.lr),
-                seed=seed,
+                train_x, train_y, test_x, test_y, num_classes, linear_fit, seed
             )
             if not suffix:  # pooled features: the last k blocks' averages
-                results["linear"]["last_k_blocks"] = int(lin.last_k_blocks)
+                results["linear"]["last_k_blocks"] = int(probe.linear.last_k_blocks)
         if "knn" in probes:
             results["knn" + suffix] = knn_accuracy(
                 train_x,
@@ -246,10 +237,8 @@ def run_probes(
             test_tokens[:, 0],
             dense["test"],
             dense["num_classes"],
-            l2s=tuple(probe.linear.l2),
-            steps=int(probe.linear.steps),
-            lr=float(probe.linear.lr),
-            seed=seed,
+            linear_fit,
+            seed,
         )
     if "attentive" in probes:
         a = probe.attentive
@@ -367,61 +356,6 @@ def run_eval(
     write_results(workdir, results, int(source.get("step") or 0))
     log(f"eval: wrote {os.path.join(workdir, RESULTS_FILE)} in {results['seconds']}s")
     return results
-
-
-def run_learning_curve(
-    config: Mapping[str, Any],
-    checkpoint: str,
-    workdir: str,
-    steps: list[int] | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Probe a training run's target encoder at several checkpoints: accuracy vs step.
-
-    The baselines (config.probe.baselines) do not change with the step, so they are probed once,
-    with the first step. Each step's results also go to TensorBoard at that step.
-
-    Args:
-      checkpoint: a training workdir.
-      steps: checkpoint steps to probe (default: every committed one; the run keeps the last
-        `keep_checkpoints`).
-
-    Returns:
-      The curve written to <workdir>/learning_curve.json: {"task", "chance", "steps",
-      "trained": {probe: [accuracy per step]}, "baselines": {encoder: {probe: accuracy}}}.
-    """
-    from jepa_jax.rundir import committed_steps
-
-    available = committed_steps(checkpoint)
-    if not available:
-        raise ConfigError(f"{checkpoint!r} holds no committed checkpoint to draw a curve from")
-    missing = sorted(set(steps or []) - set(available))
-    if missing:
-        raise ConfigError(f"no checkpoint at steps {missing} in {checkpoint!r}; kept: {available}")
-    steps = sorted(steps or available)
-    curve: dict[str, Any] = {"steps": steps, "trained": {}, "baselines": {}}
-    for i, step in enumerate(steps):
-        step_config = ml_collections.ConfigDict(config.to_dict())
-        if i > 0:
-            step_config.probe.baselines = ()
-        log(f"learning curve: step {step} ({i + 1}/{len(steps)})")
-        results = run_eval(step_config, checkpoint, workdir, step, log)
-        curve.update(task=results["task"], chance=results["chance"])
-        for encoder, per_probe in results["encoders"].items():
-            for probe_name, r in per_probe.items():
-                if encoder == "trained":
-                    curve["trained"].setdefault(probe_name, []).append(r["accuracy"])
-                else:
-                    curve["baselines"].setdefault(encoder, {})[probe_name] = r["accuracy"]
-    if jax.process_index() == 0:
-        write_json_atomic(os.path.join(workdir, CURVE_FILE), curve)
-    log(f"learning curve: wrote {os.path.join(workdir, CURVE_FILE)}")
-    for probe_name, accs in curve["trained"].items():
-        log(
-            f"  {probe_name}: "
-            + "  ".join(f"{s}:{a:.3f}" for s, a in zip(steps, accs, strict=True))
-        )
-    return curve
 
 
 def write_results(workdir: str, results: Mapping[str, Any], step: int) -> None:

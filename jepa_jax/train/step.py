@@ -114,19 +114,15 @@ def train_step(
     return new_state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
 
 
-def make_train_step(
-    *,
-    objective: JepaObjective,
-    tx: optax.GradientTransformation,
-    schedules: dict[str, Callable],
-    mask_names: Sequence[str],
+def jit_train_step(
+    step: Callable[[dict, dict], tuple[dict, dict]],
     mesh: Mesh,
     rules: Any,
     state_shardings: Any,
     batch_example: Any,
-    microbatches: int = 1,
 ) -> Callable[[dict, dict], tuple[dict, dict]]:
-    """`train_step` jitted over the mesh, state donated.
+    """`step` (e.g. `train_step` with its keyword arguments bound) jitted over the mesh, state
+    donated.
 
     in_shardings: the state's own shardings and every batch leaf split on its leading axis over
     data x fsdp; out_shardings: the same state shardings and replicated metrics. Call it inside
@@ -137,15 +133,7 @@ def make_train_step(
     def step_fn(state, batch):
         # Tracing happens here, so the logical axis rules must be active here.
         with nn.logical_axis_rules(rules):
-            return train_step(
-                state,
-                batch,
-                objective=objective,
-                tx=tx,
-                schedules=schedules,
-                mask_names=mask_names,
-                microbatches=microbatches,
-            )
+            return step(state, batch)
 
     return jax.jit(
         step_fn,
