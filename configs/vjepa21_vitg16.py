@@ -12,12 +12,18 @@ frames at 256 px (2048 tokens), both multiblock-3D masks, L1, global batch 3072,
 12k-step warm-up from 1e-4 to a constant 6e-4, weight decay 0.04 and EMA 0.99925 (both
 constant), 1000 epochs x 300 = 300k steps with schedules stretched by ipe_scale 1.25, bf16.
 
-Not reproduced: the reference trains on images too (half of the ranks read ImageNet at tubelet
-1 with their own mask), which jepa-jax does not do yet, so this recipe is the video half;
-clips come at frame_step 4 rather than 4 fps; the 64-frame cooldown and the 384 px stage are
-not included.
+Joint image + video training as the reference's: every step also trains on 4608 images at
+256 px (the reference's 72 images on each of its 64 image ranks; 3072 clips on the 64 video
+ranks), fed as one-frame clips through a tubelet-1 image tokenizer, with learned image / video
+vectors on every token of the encoder and predictor, masked by 10 blocks at scale 0.15, the two
+streams' losses weighted 0.5 / 0.5 (its rank_ratio). Images come from an image folder
+(`images=DIR`) or, by default, TFDS imagenet2012 (the reference's ImageNet-1k).
 
-  jepa-jax train --config=configs/vjepa21_vitg16.py:videos=/data/mix.csv --workdir=gs://...
+Not reproduced: clips come at frame_step 4 rather than 4 fps; the 64-frame cooldown and the
+384 px stage are not included.
+
+  jepa-jax train --config=configs/vjepa21_vitg16.py:videos=/data/mix.csv,images=/data/in1k \
+      --workdir=gs://...
   jepa-jax compile --config=configs/vjepa21_vitg16.py --topology=v5p-256
   jepa-jax train --config=configs/vjepa21_vitg16.py:cpu --workdir=/tmp/v21   # the default
       # job's size, data and positions with the 2.1 objective (minutes on a 2-core CPU)
@@ -28,7 +34,7 @@ from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_recipes.parse_arg(arg, videos="", shards="", cpu=False, runlocal=False)
+    args = config_recipes.parse_arg(arg, videos="", shards="", images="", cpu=False, runlocal=False)
     c = config_lib.base_config()
     c.batch_size = 3072
     c.total_steps = 1000 * 300
@@ -44,7 +50,16 @@ def get_config(arg=None):
         pos_embed="rope_interleaved",
         rope_reference_grid=16,
         output_levels=(9, 19, 29, 39),
+        image_tokenizer=True,
+        modality_embedding=True,
     )
+    c.images.update(batch_size=4608, loss_share=0.5)
+    if args.images:
+        c.images.data.update(name="image_folder", path=args.images)
+    else:
+        c.images.data.update(name="tfds_images", tfds_name="imagenet2012")
+    c.images.data.update(image_size=256, crop_scale=(0.3, 1.0), flip=True, num_workers=8)
+    c.images.mask = config_recipes.image_mask(count_quantile=0.04)
     c.model.predictor.update(width=384, depth=24, num_heads=12, zero_init_mask_tokens=True)
     c.model.dtype = "bfloat16"
     # Scale as the V-JEPA 2 ViT-g recipe: FSDP over every chip, scanned blocks, full
@@ -75,10 +90,15 @@ def get_config(arg=None):
         # configs/default.py's size, data, schedule and collapse prevention (SIGReg on the
         # context tokens, no EMA target: the EMA recipe collapses at this scale, see
         # README "What the default job learns"), with the 2.1 objective and positions: four
-        # levels of its 4 blocks, the dense loss ramped in over the first 100 steps.
+        # levels of its 4 blocks, the dense loss ramped in over the first 100 steps, and
+        # images beside the clips.
         c.batch_size, c.total_steps = 16, 350
         c.data.update(name="moving_shapes", num_frames=8, image_size=32, num_workers=0)
         c.data.update(num_threads=2, flip=False, crop_scale=(0.3, 1.0))
+        # The image stream: the built-in still shapes at the clips' size, half the batch.
+        c.images.update(batch_size=8)
+        c.images.data.update(name="shapes", image_size=32, num_workers=0, flip=False)
+        c.images.mask.count_quantile = 0.2
         c.model.encoder.update(size="tiny", depth=4, patch_size=4, output_levels=(0, 1, 2, 3))
         # Absolute sin-cos positions, not RoPE: at this scale a RoPE-only encoder gives every
         # patch of the smooth background nearly the same token wherever it is, which SIGReg
@@ -99,6 +119,7 @@ def get_config(arg=None):
         config_recipes.shrink_to_smoke_run(c)
         c.model.encoder.update(pos_embed="rope_interleaved", rope_reference_grid=16)
         c.data.update(num_frames=4)
+        c.images.batch_size = 8
         c.model.encoder.output_levels = (0, 1)
         c.loss.context_ramp = (0, 2)
     return c

@@ -24,7 +24,7 @@ from jepa_jax.errors import ConfigError, need
 METHODS = ("jepa", "world_model")  # config.method: the training loop `jepa-jax train` runs
 # The sections each method adds to the run's keys (see base_config).
 METHOD_SECTIONS = {
-    "jepa": ("data", "mask", "loss", "ema", "target", "regularizer", "probe"),
+    "jepa": ("data", "images", "mask", "loss", "ema", "target", "regularizer", "probe"),
     "world_model": ("env", "world_model", "plan"),
 }
 
@@ -78,6 +78,11 @@ def base_config(method: str = "jepa") -> ml_collections.ConfigDict:
             # whose normed outputs are all predicted; () = the last block only. The reference's
             # are 4 levels, e.g. (2, 5, 8, 11) at depth 12; probes read the last level.
             output_levels=(),
+            # V-JEPA 2.1: a tubelet-1 patch embedding for images (one-frame clips) beside the
+            # video one, and learned image / video vectors added to every token of the encoder
+            # and predictor (joint image + video training, config.images).
+            image_tokenizer=False,
+            modality_embedding=False,
         )
     )
     c.model.predictor = ml_collections.ConfigDict(
@@ -129,54 +134,75 @@ def base_config(method: str = "jepa") -> ml_collections.ConfigDict:
     return c
 
 
-def _add_jepa_sections(c: ml_collections.ConfigDict) -> None:
-    """The sections of a JEPA pretraining run (method "jepa"): data, masks, loss, EMA target,
-    collapse regularizer and probes."""
-    c.data = ml_collections.ConfigDict()
-    c.data.name = "moving_shapes"  # a source registered in jepa_jax.data.sources
-    c.data.num_frames = 8  # video only (ignored by image sources)
-    c.data.image_size = 32
-    c.data.num_examples = 100_000
-    c.data.seed = 0  # seeds the procedural content of the built-in sets
+def data_section(name: str = "moving_shapes") -> ml_collections.ConfigDict:
+    """A `data` section: which source and how it is read (config.data, config.images.data)."""
+    d = ml_collections.ConfigDict()
+    d.name = name  # a source registered in jepa_jax.data.sources
+    d.num_frames = 8  # video only (ignored by image sources)
+    d.image_size = 32
+    d.num_examples = 100_000
+    d.seed = 0  # seeds the procedural content of the built-in sets
     # Richness of the built-in shapes sets' scenes (data/synthetic.py SceneStyle): smaller
     # distractor objects moving their own ways (clutter, occlusion) and a random texture over
     # the background. Labels always describe the one large object.
-    c.data.distractors = 0
-    c.data.texture = False
-    c.data.num_threads = 2  # grain reader threads (per worker process when num_workers > 0)
-    c.data.prefetch = 4  # batches prefetched by grain (per worker process when num_workers > 0)
+    d.distractors = 0
+    d.texture = False
+    d.num_threads = 2  # grain reader threads (per worker process when num_workers > 0)
+    d.prefetch = 4  # batches prefetched by grain (per worker process when num_workers > 0)
     # grain worker processes that decode, crop and mask (0: in the training process). Same
     # batches for any value; the workers' positions are saved in checkpoints.
-    c.data.num_workers = 0
+    d.num_workers = 0
     # File-backed sources (jepa_jax/data/sources.py). path: the train split's folder / index
     # file (video_files, image_folder), `jepa-jax prepare` output (clip_shards), MNIST file
     # (moving_mnist) or TFDS data dir (tfds_*, "" = TFDS default); test_path: the same for the
     # 'test' split (probes).
-    c.data.path = ""
-    c.data.test_path = ""
-    c.data.tfds_name = ""  # tfds_images / tfds_video: "name[/config][:version]"
-    c.data.train_split = "train"  # TFDS split names (slices allowed: "train[:90%]")
-    c.data.test_split = "test"
-    c.data.pixels_key = "image"  # TFDS feature with the pixels ("video" for video sets)
-    c.data.label_key = "label"  # TFDS int feature kept as labels["label"]; "" = none
+    d.path = ""
+    d.test_path = ""
+    d.tfds_name = ""  # tfds_images / tfds_video: "name[/config][:version]"
+    d.train_split = "train"  # TFDS split names (slices allowed: "train[:90%]")
+    d.test_split = "test"
+    d.pixels_key = "image"  # TFDS feature with the pixels ("video" for video sets)
+    d.label_key = "label"  # TFDS int feature kept as labels["label"]; "" = none
     # Clips: num_frames frames frame_step apart from a random start; fps > 0 instead sets the
     # step per video to round(video fps / fps). clips_per_video > 1 splits each video into that
     # many segments, one example each (the reference's num_clips).
-    c.data.frame_step = 4
-    c.data.fps = 0.0
-    c.data.clips_per_video = 1
+    d.frame_step = 4
+    d.fps = 0.0
+    d.clips_per_video = 1
     # Views of decoded sources: random-resized crop to image_size (torchvision's algorithm, area
     # fraction and aspect ranges), optional horizontal flip; eval views centre-crop this fraction
     # of the short side. Pixels stay uint8; the train step normalises on device.
-    c.data.crop_scale = (0.3, 1.0)
-    c.data.crop_aspect = (3 / 4, 4 / 3)
-    c.data.flip = False
-    c.data.eval_crop_fraction = 0.875
+    d.crop_scale = (0.3, 1.0)
+    d.crop_aspect = (3 / 4, 4 / 3)
+    d.flip = False
+    d.eval_crop_fraction = 0.875
     # Unreadable inputs are replaced by others and counted (data/replaced); more than this
     # fraction of failed reads stops the run with an error naming files.
-    c.data.max_bad_fraction = 0.01
+    d.max_bad_fraction = 0.01
+    return d
+
+
+def _add_jepa_sections(c: ml_collections.ConfigDict) -> None:
+    """The sections of a JEPA pretraining run (method "jepa"): data, masks, loss, EMA target,
+    collapse regularizer and probes."""
+    c.data = data_section()
+
+    # Start a fresh run from the weights of an export directory (`jepa-jax export`, or released
+    # weights converted by `jepa-jax import`): its encoder becomes the online and target encoder
+    # and, with init_predictor, its predictor (when it stores one) the predictor; they must fit
+    # config.model. "" = random init. A resumed run reads its checkpoint instead.
+    c.init_from = ""
+    c.init_predictor = True
 
     c.mask = config_recipes.vjepa_mask()
+    # V-JEPA 2.1's joint image + video training (train/objective.py): with batch_size > 0 every
+    # step also trains on batch_size images of images.data (an image source), fed as one-frame
+    # clips through the encoder's image tokenizer (model.encoder.image_tokenizer) and masked
+    # with images.mask on their 1 x H/p x W/p token grid. Loss = (1 - loss_share) * video loss
+    # + loss_share * image loss (the reference reads images on half of its ranks: 0.5).
+    c.images = ml_collections.ConfigDict(dict(batch_size=0, loss_share=0.5))
+    c.images.data = data_section("shapes")
+    c.images.mask = config_recipes.image_mask()
 
     # type: l1 | l2 | smooth_l1. context_weight > 0 turns on V-JEPA 2.1's dense predictive loss
     # (train/objective.py): the predictor also predicts the context tokens' target features,

@@ -80,6 +80,16 @@ def vjepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
     )
 
 
+def image_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
+    """V-JEPA 2.1's image mask (`img_mask`): multiblock3d, 10 blocks at spatial scale 0.15, on
+    the one-frame token grid of images through the image tokenizer."""
+    mask = vjepa_mask(count_quantile)
+    short = mask.blocks.short_range
+    short.num_blocks = 10
+    mask.blocks = ml_collections.ConfigDict(dict(short_range=short.to_dict()))
+    return mask
+
+
 def ijepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
     """I-JEPA multi-block 2D: 4 target blocks (scale 0.15-0.2, aspect 0.75-1.5), 1 context block."""
     return ml_collections.ConfigDict(

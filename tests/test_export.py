@@ -90,7 +90,7 @@ def test_safetensors_reimport_and_sincos_layout_detection(workdir, tmp_path):
     path, _, _ = workdir
     _, cfg, params, _ = restore_target_encoder(path)
     out = write_encoder_dir(str(tmp_path / "e"), cfg, params, {"kind": "test"})
-    cfg2, params2, info = convert_source(
+    cfg2, params2, info, _ = convert_source(
         os.path.join(out, SAFETENSORS_FILE), num_frames=4, num_heads=cfg.num_heads
     )
     assert cfg2 == cfg and info["format"] == "V-JEPA reference"

@@ -1,6 +1,7 @@
 """The analytic FLOP count agrees with XLA's cost analysis on an unscanned step."""
 
 import jax
+import pytest
 from conftest import tiny_video_config
 
 from jepa_jax.hardware import chip_for, compiled_flops
@@ -8,8 +9,12 @@ from jepa_jax.train.flops import jepa_step_flops
 from jepa_jax.train.setup import build_trainer
 
 
-def test_analytic_flops_match_xla_cost_analysis(devices):
+@pytest.mark.parametrize("joint", [False, True], ids=["video", "image+video"])
+def test_analytic_flops_match_xla_cost_analysis(devices, joint):
     config = tiny_video_config()
+    if joint:  # V-JEPA 2.1's image stream beside the clips
+        config.model.encoder.update(image_tokenizer=True, modality_embedding=True)
+        config.images.update(batch_size=16)
     # Wide enough that matmuls dominate, as in real models (XLA also counts elementwise work).
     config.model.encoder.update(width=128, num_heads=2, mlp_dim=512)
     config.model.predictor.update(width=64, num_heads=2)
@@ -23,6 +28,8 @@ def test_analytic_flops_match_xla_cost_analysis(devices):
             .compile()
         )
     analytic, xla = jepa_step_flops(trainer), compiled_flops(compiled)
+    if joint:
+        assert trainer.image_sampler is not None
     assert 0.85 < analytic / xla <= 1.0, (analytic, xla)
 
 

@@ -164,7 +164,7 @@ def test_reference_pth_tar_checkpoints_convert(tmp_path, ijepa, vjepa2):
     }
     path = str(tmp_path / "in1k-latest.pth.tar")
     torch.save(checkpoint, path)
-    cfg, params, info = convert_source(path, num_heads=3)
+    cfg, params, info, _ = convert_source(path, num_heads=3)
     assert info["entry"] == "target_encoder" and cfg.pos_embed == "sincos_wh"
     ours = np.asarray(cfg.build().apply({"params": params}, x))
     np.testing.assert_allclose(ours, ref, atol=ATOL, rtol=0)
@@ -186,7 +186,7 @@ def test_reference_pth_tar_checkpoints_convert(tmp_path, ijepa, vjepa2):
     torch.save(
         {"encoder": {f"module.backbone.{k}": torch.from_numpy(v) for k, v in enc.items()}}, path
     )
-    cfg, params, info = convert_source(path, num_frames=4, image_size=32, num_heads=4)
+    cfg, params, info, _ = convert_source(path, num_frames=4, image_size=32, num_heads=4)
     assert info["entry"] == "encoder" and cfg.pos_embed == "rope"
     ours = np.asarray(cfg.build().apply({"params": params}, x))
     np.testing.assert_allclose(ours, ref, atol=ATOL, rtol=0)

@@ -5,7 +5,9 @@ Converts released PyTorch weights into an export directory (as `jepa-jax export`
 
   * a reference checkpoint of I-JEPA (`.pth.tar`, keys under `module.`), V-JEPA or V-JEPA 2
     (`.pt`; 3D RoPE when it stores no pos_embed): the `target_encoder` entry by default
-    (--entry=encoder for the other one); reading these needs PyTorch;
+    (--entry=encoder for the other one), and its `predictor` entry when it has one (written
+    beside the encoder; `config.init_from` starts a training run from both); reading these
+    needs PyTorch;
   * a reference-layout `.safetensors` file (e.g. model.safetensors of a jepa-jax export);
   * a Hugging Face `IJepa` / `VJEPA2` model directory (config.json + model.safetensors): only
     the encoder is converted.
@@ -31,6 +33,11 @@ _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per clip of a vid
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels (RoPE checkpoints).")
 _NUM_HEADS = flags.DEFINE_integer("num_heads", None, "Attention heads (default: the preset's).")
 _SIZE = flags.DEFINE_string("size", None, "Expected encoder preset (e.g. large): checked.")
+_PREDICTOR_HEADS = flags.DEFINE_integer(
+    "predictor_heads",
+    None,
+    "Predictor attention heads (default: 12 under RoPE, else the encoder's).",
+)
 flags.mark_flags_as_required(["source"])
 
 
@@ -39,17 +46,26 @@ def main(argv: list[str]) -> None:
     from jepa_jax.convert.sources import convert_source
     from jepa_jax.export.encoder_dir import write_encoder_dir
 
-    cfg, params, source = convert_source(
+    cfg, params, source, predictor = convert_source(
         _SOURCE.value,
         entry=_ENTRY.value,
         num_frames=_NUM_FRAMES.value,
         image_size=_IMAGE_SIZE.value,
         num_heads=_NUM_HEADS.value,
         size=_SIZE.value,
+        predictor_heads=_PREDICTOR_HEADS.value,
     )
-    out = write_encoder_dir(_OUT.value, cfg, params, source, overwrite=_OVERWRITE.value)
+    out = write_encoder_dir(
+        _OUT.value, cfg, params, source, overwrite=_OVERWRITE.value, predictor=predictor
+    )
     skipped = source.get("skipped_keys", [])
     note = f"; skipped {len(skipped)} non-encoder keys ({skipped[0]}, ...)" if skipped else ""
+    if predictor is not None:
+        spec = predictor[0]
+        note += (
+            f"; and its predictor (width {spec.width}, depth {spec.depth}, {spec.num_heads} "
+            f"heads, {spec.num_mask_tokens} mask tokens, {spec.in_levels} level(s))"
+        )
     print(
         f"imported a {source['format']} encoder (width {cfg.width}, depth {cfg.depth}, "
         f"{cfg.num_heads} heads, pos_embed {cfg.pos_embed}, input {cfg.input_shape}) from "

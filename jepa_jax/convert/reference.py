@@ -12,6 +12,10 @@ Reference keys (after the DDP `module.` / wrapper `backbone.` prefixes are strip
   norm.{weight,bias}        (V-JEPA 2.1 instead: norms_block.{i}.{weight,bias}, one per
                             deep-supervision level, the last the final norm; ours norm_level{k}
                             for block k, and norm)
+  patch_embed_img.proj.{weight [D, C, 1, p, p], bias}   V-JEPA 2.1's image tokenizer (ours
+                            patch_embed_img, image_tokenizer=True)
+  img_mod_embed, video_mod_embed [1, 1, D]   V-JEPA 2.1's modality vectors (ours
+                            modality/{img,video}_mod_embed [D], modality_embedding=True)
 
 Ours: patch_embed is a Dense on patches flattened as (t, p, p, C) (== the convolution, see
 models/vit.py), so its kernel [P, D] is the conv weight permuted and reshaped; the qkv kernel is
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,6 +48,7 @@ PREFIXES = ("module.", "backbone.", "_orig_mod.")
 # Entries of a reference training checkpoint that hold an encoder, the downstream one first.
 ENCODER_ENTRIES = ("target_encoder", "encoder")
 POS_EMBED_ATOL = 1e-4
+MODALITIES = ("img", "video")  # V-JEPA 2.1's {m}_mod_embed vectors
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 
 
@@ -246,6 +251,9 @@ def infer_encoder_config(
             f"state dict has {num_norms} norms_block entries; V-JEPA 2.1 at depth {depth} has "
             f"{len(levels)} levels {levels}"
         )
+    image_tokenizer = "patch_embed_img.proj.weight" in sd
+    if image_tokenizer and not is_video:
+        raise ConfigError("state dict has patch_embed_img but an image (Conv2d) patch_embed")
     cfg = EncoderConfig(
         width=width,
         depth=depth,
@@ -259,16 +267,18 @@ def infer_encoder_config(
         gelu_approximate=gelu_approximate,
         output_levels=levels,
         rope_reference_grid=reference_grid,
+        image_tokenizer=image_tokenizer,
+        modality_embedding="video_mod_embed" in sd,
     )
     check_size(cfg, size)
     return cfg
 
 
-def _patch_kernel_to_conv(kernel: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
-    """Our patch kernel [P, D] -> torch conv weight [D, C, (t,) p, p]."""
+def _patch_kernel_to_conv(kernel: np.ndarray, cfg: EncoderConfig, tubelet: int) -> np.ndarray:
+    """Our patch kernel [P, D] -> torch conv weight [D, C, (tubelet,) p, p]."""
     p, d = cfg.patch_size, cfg.width
     if cfg.is_video:
-        return kernel.reshape(cfg.tubelet_size, p, p, 3, d).transpose(4, 3, 0, 1, 2)
+        return kernel.reshape(tubelet, p, p, 3, d).transpose(4, 3, 0, 1, 2)
     return kernel.reshape(p, p, 3, d).transpose(3, 2, 0, 1)
 
 
@@ -277,6 +287,15 @@ def _conv_to_patch_kernel(weight: np.ndarray, cfg: EncoderConfig) -> np.ndarray:
     if weight.ndim == 5:
         return weight.transpose(2, 3, 4, 1, 0).reshape(-1, weight.shape[0])
     return weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0])
+
+
+def _patch_embed_names(cfg: EncoderConfig) -> list[tuple[str, str, int]]:
+    """(our param name, reference key prefix, tubelet) of the encoder's patch embeddings: the
+    video / image one, and V-JEPA 2.1's tubelet-1 image tokenizer when it has one."""
+    names = [("patch_embed", "patch_embed", cfg.tubelet_size if cfg.is_video else 1)]
+    if cfg.image_tokenizer:
+        names.append(("patch_embed_img", "patch_embed_img", 1))
+    return names
 
 
 def _final_norm_names(cfg: EncoderConfig) -> list[tuple[str, str]]:
@@ -289,6 +308,75 @@ def _final_norm_names(cfg: EncoderConfig) -> list[tuple[str, str]]:
     return [(ours, f"norms_block.{i}") for i, ours in enumerate(names)]
 
 
+def dense_from_reference(get: Callable[[str], np.ndarray], key: str) -> dict[str, np.ndarray]:
+    """Our Dense params of the reference Linear `key` (weight [out, in] transposed)."""
+    return {"kernel": get(f"{key}.weight").T, "bias": get(f"{key}.bias")}
+
+
+def norm_from_reference(get: Callable[[str], np.ndarray], key: str) -> dict[str, np.ndarray]:
+    """Our LayerNorm params of the reference LayerNorm `key`."""
+    return {"scale": get(f"{key}.weight"), "bias": get(f"{key}.bias")}
+
+
+def dense_to_reference(key: str, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The reference Linear `key` of our Dense params."""
+    return {f"{key}.weight": _np(p["kernel"]).T, f"{key}.bias": _np(p["bias"])}
+
+
+def norm_to_reference(key: str, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The reference LayerNorm `key` of our LayerNorm params."""
+    return {f"{key}.weight": _np(p["scale"]), f"{key}.bias": _np(p["bias"])}
+
+
+def blocks_from_reference(
+    get: Callable[[str], np.ndarray], prefix: str, depth: int, width: int, heads: int
+) -> dict[str, Any]:
+    """Our `blocks_{i}` params of a Transformer from the reference's `{prefix}.{i}` blocks
+    (norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2); `get(key)` reads a weight."""
+    dh = width // heads
+    dense = lambda key: dense_from_reference(get, key)
+    norm = lambda key: norm_from_reference(get, key)
+    blocks = {}
+    for i in range(depth):
+        b = f"{prefix}.{i}"
+        qkv_w, qkv_b = get(f"{b}.attn.qkv.weight"), get(f"{b}.attn.qkv.bias")
+        proj_w = get(f"{b}.attn.proj.weight")
+        blocks[f"blocks_{i}"] = {
+            "norm1": norm(f"{b}.norm1"),
+            "attn": {
+                "qkv": {
+                    "kernel": qkv_w.T.reshape(width, 3, heads, dh),
+                    "bias": qkv_b.reshape(3, heads, dh),
+                },
+                "proj": {
+                    "kernel": proj_w.T.reshape(heads, dh, width),
+                    "bias": get(f"{b}.attn.proj.bias"),
+                },
+            },
+            "norm2": norm(f"{b}.norm2"),
+            "mlp": {"fc1": dense(f"{b}.mlp.fc1"), "fc2": dense(f"{b}.mlp.fc2")},
+        }
+    return blocks
+
+
+def blocks_to_reference(
+    transformer: Mapping[str, Any], prefix: str, depth: int, width: int
+) -> dict[str, np.ndarray]:
+    """The reference's `{prefix}.{i}.*` weights of our unscanned Transformer params."""
+    out: dict[str, np.ndarray] = {}
+    for i in range(depth):
+        blk, b = transformer[f"blocks_{i}"], f"{prefix}.{i}"
+        for name in ("norm1", "norm2"):
+            out.update(norm_to_reference(f"{b}.{name}", blk[name]))
+        out[f"{b}.attn.qkv.weight"] = _np(blk["attn"]["qkv"]["kernel"]).reshape(width, -1).T
+        out[f"{b}.attn.qkv.bias"] = _np(blk["attn"]["qkv"]["bias"]).reshape(-1)
+        out[f"{b}.attn.proj.weight"] = _np(blk["attn"]["proj"]["kernel"]).reshape(-1, width).T
+        out[f"{b}.attn.proj.bias"] = _np(blk["attn"]["proj"]["bias"])
+        for name in ("fc1", "fc2"):
+            out.update(dense_to_reference(f"{b}.mlp.{name}", blk["mlp"][name]))
+    return out
+
+
 def reference_to_params(sd: Mapping[str, Any], cfg: EncoderConfig) -> dict[str, Any]:
     """Our unscanned encoder params (float32 numpy) from a prefix-stripped reference state dict.
 
@@ -296,41 +384,28 @@ def reference_to_params(sd: Mapping[str, Any], cfg: EncoderConfig) -> dict[str, 
     (e.g. a classification head) is an error, so nothing is silently dropped.
     """
     d, h = cfg.width, cfg.num_heads
-    dh = d // h
     used = {"pos_embed"}
 
     def get(key: str) -> np.ndarray:
         used.add(key)
         return _need(sd, key)
 
-    def dense(prefix: str) -> dict[str, np.ndarray]:
-        return {"kernel": get(f"{prefix}.weight").T, "bias": get(f"{prefix}.bias")}
-
-    def norm(prefix: str) -> dict[str, np.ndarray]:
-        return {"scale": get(f"{prefix}.weight"), "bias": get(f"{prefix}.bias")}
-
-    blocks = {}
-    for i in range(cfg.depth):
-        b = f"blocks.{i}"
-        qkv_w, qkv_b = get(f"{b}.attn.qkv.weight"), get(f"{b}.attn.qkv.bias")
-        proj_w = get(f"{b}.attn.proj.weight")
-        blocks[f"blocks_{i}"] = {
-            "norm1": norm(f"{b}.norm1"),
-            "attn": {
-                "qkv": {"kernel": qkv_w.T.reshape(d, 3, h, dh), "bias": qkv_b.reshape(3, h, dh)},
-                "proj": {"kernel": proj_w.T.reshape(h, dh, d), "bias": get(f"{b}.attn.proj.bias")},
-            },
-            "norm2": norm(f"{b}.norm2"),
-            "mlp": {"fc1": dense(f"{b}.mlp.fc1"), "fc2": dense(f"{b}.mlp.fc2")},
-        }
+    blocks = blocks_from_reference(get, "blocks", cfg.depth, d, h)
     params = {
-        "patch_embed": {
-            "kernel": _conv_to_patch_kernel(get("patch_embed.proj.weight"), cfg),
-            "bias": get("patch_embed.proj.bias"),
-        },
-        "transformer": blocks,
-        **{ours: norm(theirs) for ours, theirs in _final_norm_names(cfg)},
+        ours: {
+            "kernel": _conv_to_patch_kernel(get(f"{theirs}.proj.weight"), cfg),
+            "bias": get(f"{theirs}.proj.bias"),
+        }
+        for ours, theirs, _ in _patch_embed_names(cfg)
     }
+    params["transformer"] = blocks
+    params.update(
+        {ours: norm_from_reference(get, theirs) for ours, theirs in _final_norm_names(cfg)}
+    )
+    if cfg.modality_embedding:
+        params["modality"] = {
+            f"{m}_mod_embed": get(f"{m}_mod_embed").reshape(d) for m in MODALITIES
+        }
     leftover = sorted(set(sd) - used)
     if leftover:
         raise ConfigError(
@@ -347,10 +422,14 @@ def params_to_reference(params: Mapping[str, Any], cfg: EncoderConfig) -> dict[s
     the dict loads strictly into the reference `VisionTransformer` of that size.
     """
     d = cfg.width
-    out: dict[str, np.ndarray] = {
-        "patch_embed.proj.weight": _patch_kernel_to_conv(_np(params["patch_embed"]["kernel"]), cfg),
-        "patch_embed.proj.bias": _np(params["patch_embed"]["bias"]),
-    }
+    out: dict[str, np.ndarray] = {}
+    for ours, theirs, tubelet in _patch_embed_names(cfg):
+        kernel = _np(params[ours]["kernel"])
+        out[f"{theirs}.proj.weight"] = _patch_kernel_to_conv(kernel, cfg, tubelet)
+        out[f"{theirs}.proj.bias"] = _np(params[ours]["bias"])
+    if cfg.modality_embedding:
+        for m in MODALITIES:
+            out[f"{m}_mod_embed"] = _np(params["modality"][f"{m}_mod_embed"]).reshape(1, 1, d)
     if cfg.pos_embed not in ROPE_EMBEDS:
         from jepa_jax.models.vit import token_grid
 
@@ -358,24 +437,9 @@ def params_to_reference(params: Mapping[str, Any], cfg: EncoderConfig) -> dict[s
         table = sincos_table(d, grid, cfg.uniform_power, cfg.pos_embed == "sincos_wh")
         out["pos_embed"] = table[None]
 
-    def put_norm(prefix: str, p: Mapping[str, Any]) -> None:
-        out[f"{prefix}.weight"], out[f"{prefix}.bias"] = _np(p["scale"]), _np(p["bias"])
-
-    def put_dense(prefix: str, p: Mapping[str, Any]) -> None:
-        out[f"{prefix}.weight"], out[f"{prefix}.bias"] = _np(p["kernel"]).T, _np(p["bias"])
-
-    for i in range(cfg.depth):
-        blk, b = params["transformer"][f"blocks_{i}"], f"blocks.{i}"
-        put_norm(f"{b}.norm1", blk["norm1"])
-        out[f"{b}.attn.qkv.weight"] = _np(blk["attn"]["qkv"]["kernel"]).reshape(d, 3 * d).T
-        out[f"{b}.attn.qkv.bias"] = _np(blk["attn"]["qkv"]["bias"]).reshape(3 * d)
-        out[f"{b}.attn.proj.weight"] = _np(blk["attn"]["proj"]["kernel"]).reshape(d, d).T
-        out[f"{b}.attn.proj.bias"] = _np(blk["attn"]["proj"]["bias"])
-        put_norm(f"{b}.norm2", blk["norm2"])
-        put_dense(f"{b}.mlp.fc1", blk["mlp"]["fc1"])
-        put_dense(f"{b}.mlp.fc2", blk["mlp"]["fc2"])
+    out.update(blocks_to_reference(params["transformer"], "blocks", cfg.depth, d))
     for ours, theirs in _final_norm_names(cfg):
-        put_norm(theirs, params[ours])
+        out.update(norm_to_reference(theirs, params[ours]))
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 

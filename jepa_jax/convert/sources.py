@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from jepa_jax.convert import huggingface, reference
+from jepa_jax.convert import huggingface, reference, reference_predictor
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
+from jepa_jax.models.predictor import Predictor
 
 TORCH_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar", ".ckpt")
 
@@ -31,8 +32,11 @@ def convert_source(
     image_size: int | None = None,
     num_heads: int | None = None,
     size: str | None = None,
-) -> tuple[EncoderConfig, dict[str, Any], dict[str, Any]]:
-    """(EncoderConfig, our unscanned encoder params, provenance) of a weight source.
+    predictor_heads: int | None = None,
+) -> tuple[EncoderConfig, dict[str, Any], dict[str, Any], tuple[Predictor, Any] | None]:
+    """(EncoderConfig, our unscanned encoder params, provenance, predictor) of a weight source;
+    predictor is (Predictor, its unscanned params) when a reference training checkpoint
+    holds a `predictor` entry, else None.
 
     Args:
       path: a Hugging Face model directory, a reference-layout `.safetensors` file, or a
@@ -41,6 +45,8 @@ def convert_source(
       num_frames, image_size, num_heads: what the weights do not record (see
         reference.infer_encoder_config); for Hugging Face they override its config.
       size: expected preset ("large", ...); a different size is a ConfigError.
+      predictor_heads: the predictor's attention heads (default: 12 under RoPE, else the
+        encoder's; see reference_predictor.infer_predictor).
     """
     if not os.path.exists(path):
         raise ConfigError(f"weights not found: {path!r}")
@@ -56,7 +62,8 @@ def convert_source(
         hf_config.update({k: v for k, v in overrides.items() if v is not None})
         cfg, params, skipped = huggingface.convert_hf_state_dict(state, hf_config, size=size)
         info.update(format=f"Hugging Face {hf_config['model_type']}", skipped_keys=skipped)
-        return cfg, params, info
+        return cfg, params, info, None
+    checkpoint: Any = {}
     if path.endswith(".safetensors"):
         from safetensors.numpy import load_file
 
@@ -74,4 +81,9 @@ def convert_source(
         )
     cfg = reference.infer_encoder_config(sd, **kw)
     info["format"] = f"{reference_family(cfg)} reference"
-    return cfg, reference.reference_to_params(sd, cfg), info
+    predictor = None
+    pred_sd = reference_predictor.predictor_state_dict(checkpoint)
+    if pred_sd is not None:
+        spec = reference_predictor.infer_predictor(pred_sd, cfg, predictor_heads)
+        predictor = (spec, reference_predictor.reference_to_predictor_params(pred_sd, spec))
+    return cfg, reference.reference_to_params(sd, cfg), info, predictor

@@ -43,16 +43,24 @@ def input_shape(data_config: Mapping[str, Any]) -> tuple[int, ...]:
     return registry.lookup(registry.INPUT_SHAPES, data_config["name"])(data_config)
 
 
-class AttachMasks:
-    """Stream element (index i) -> {"pixels", "masks"}; labels are dropped for training."""
+# The image stream of joint image + video training (config.images) draws its own shuffle, views
+# and masks: its seeds are config.seed + this + the offsets above.
+IMAGE_STREAM_SEED_OFFSET = 100
 
-    def __init__(self, sampler: MaskSampler, seed: int):
+
+class AttachMasks:
+    """Stream element (index i) -> {"pixels", "masks"}; labels are dropped for training.
+    `as_clip` gives images a leading one-frame axis ([H, W, 3] -> [1, H, W, 3])."""
+
+    def __init__(self, sampler: MaskSampler, seed: int, as_clip: bool = False):
         self.sampler = sampler
         self.seed = seed
+        self.as_clip = as_clip
 
     def __call__(self, index: int, example: dict) -> dict:
+        pixels = example["pixels"]
         out = {
-            "pixels": example["pixels"],
+            "pixels": pixels[None] if self.as_clip else pixels,
             "masks": self.sampler.sample_for_index(self.seed, index),
         }
         if reading.REPLACED in example:  # bad-input count, stripped by the loop
@@ -65,35 +73,34 @@ def train_dataset(
     sampler: MaskSampler,
     process_index: int | None = None,
     process_count: int | None = None,
+    image_sampler: MaskSampler | None = None,
 ) -> grain.IterDataset:
     """This process's batched training stream (infinite).
 
     Each batch is {"pixels": uint8 [L, ...], "masks": tuple of {"context": [L, Kc],
     "target": [L, G, Kt]}} with L = batch_size / process_count; batches of decoded sources also
-    carry reading.REPLACED: int32 [L], the unreadable records replaced per example.
+    carry reading.REPLACED: int32 [L], the unreadable records replaced per example. With
+    `image_sampler` (joint image + video training, config.images.batch_size > 0) each batch also
+    has "image": the same fields for images.batch_size / process_count images of
+    config.images.data as one-frame clips [Li, 1, H, W, 3], masked by `image_sampler`.
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
-    if config.batch_size % process_count:
-        raise ValueError(
-            f"config.batch_size={config.batch_size} must be a multiple of the process count "
-            f"{process_count}"
-        )
-    local_batch = config.batch_size // process_count
     seed = int(config.seed)
-    source = build_source(config.data, "train")
-    # Shuffle record indices (the same permutation as shuffling the source itself), so the read
-    # step sees both the stream position and the record.
-    ds = grain.MapDataset.range(len(source)).shuffle(seed=seed + SHUFFLE_SEED_OFFSET)
-    ds = ds.repeat(None)  # reshuffled every epoch
-    if reading.is_decoded_source(source):
-        max_bad = float(config.data.max_bad_fraction)
-        ds = ds.map_with_index(reading.ReadExample(source, seed + VIEW_SEED_OFFSET, max_bad))
-    else:
-        ds = ds.map(source.__getitem__)
-    ds = ds.map_with_index(AttachMasks(sampler, seed + MASK_SEED_OFFSET))
-    ds = ProcessBatchSlice(ds, process_index, process_count, local_batch)
-    ds = ds.batch(local_batch, drop_remainder=True, batch_fn=stack_examples)
+    ds = _batched_stream(
+        config.data, int(config.batch_size), sampler, seed, process_index, process_count
+    )
+    if image_sampler is not None:
+        images = _batched_stream(
+            config.images.data,
+            int(config.images.batch_size),
+            image_sampler,
+            seed + IMAGE_STREAM_SEED_OFFSET,
+            process_index,
+            process_count,
+            as_clip=True,
+        )
+        ds = JointBatches(ds, images)
     prefetch = int(config.data.prefetch)
     it = ds.to_iter_dataset(
         grain.ReadOptions(num_threads=int(config.data.num_threads), prefetch_buffer_size=prefetch)
@@ -111,6 +118,67 @@ def train_dataset(
             grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=prefetch)
         )
     return it
+
+
+def _batched_stream(
+    data_config: Mapping[str, Any],
+    batch_size: int,
+    sampler: MaskSampler,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    as_clip: bool = False,
+) -> grain.MapDataset:
+    """One source's batches (this process's rows) as a MapDataset: batch s is a pure function
+    of (seed, s), whatever reads it."""
+    if batch_size % process_count:
+        raise ValueError(
+            f"batch size {batch_size} of {data_config['name']!r} must be a multiple of the "
+            f"process count {process_count}"
+        )
+    local_batch = batch_size // process_count
+    source = build_source(data_config, "train")
+    # Shuffle record indices (the same permutation as shuffling the source itself), so the read
+    # step sees both the stream position and the record.
+    ds = grain.MapDataset.range(len(source)).shuffle(seed=seed + SHUFFLE_SEED_OFFSET)
+    ds = ds.repeat(None)  # reshuffled every epoch
+    if reading.is_decoded_source(source):
+        max_bad = float(data_config["max_bad_fraction"])
+        ds = ds.map_with_index(reading.ReadExample(source, seed + VIEW_SEED_OFFSET, max_bad))
+    else:
+        ds = ds.map(source.__getitem__)
+    ds = ds.map_with_index(AttachMasks(sampler, seed + MASK_SEED_OFFSET, as_clip))
+    ds = ProcessBatchSlice(ds, process_index, process_count, local_batch)
+    return ds.batch(local_batch, drop_remainder=True, batch_fn=stack_examples)
+
+
+class JointBatches(grain.MapDataset):
+    """Batch s of the video stream with batch s of the image stream under "image"; the image
+    batch's REPLACED count joins the video batch's (summed into its first row), so the loop
+    strips and reports one count."""
+
+    def __init__(self, videos: grain.MapDataset, images: grain.MapDataset):
+        super().__init__([videos, images])
+        self._videos, self._images = videos, images
+
+    def __len__(self) -> int:
+        return min(len(self._videos), len(self._images))
+
+    def __getitem__(self, index: int):
+        if isinstance(index, slice):
+            raise TypeError("JointBatches does not support slicing")
+        batch = dict(self._videos[index])
+        image = dict(self._images[index])
+        replaced = image.pop(reading.REPLACED, None)
+        if replaced is not None:
+            total = batch.get(reading.REPLACED, np.zeros(len(batch["pixels"]), np.int32)).copy()
+            total[0] += int(replaced.sum())
+            batch[reading.REPLACED] = total
+        batch["image"] = image
+        return batch
+
+    def __str__(self) -> str:
+        return "JointBatches(videos, images)"
 
 
 class ProcessBatchSlice(grain.MapDataset):

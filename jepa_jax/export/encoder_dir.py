@@ -5,6 +5,11 @@
   DIR/model.safetensors     the same weights under the PyTorch reference names
                             (`patch_embed.proj.weight`, `blocks.0.attn.qkv.weight`, ..., plus the
                             sin-cos `pos_embed` buffer), loadable into the reference ViT
+and, when the source had one (a reference training checkpoint's `predictor`, or a run's):
+  DIR/predictor_config.json the Predictor's fields (convert/reference_predictor.py)
+  DIR/predictor/            orbax params of the unscanned predictor (float32)
+  DIR/predictor.safetensors the predictor under the reference names (`predictor_embed.weight`,
+                            `mask_tokens.0`, `predictor_blocks.0.*`, ...)
 
 `write_encoder_dir` builds everything in a temporary sibling directory and renames it into place,
 so DIR is either the complete old export or the complete new one, never a mix.
@@ -27,14 +32,23 @@ import orbax.checkpoint as ocp
 
 from jepa_jax import rundir
 from jepa_jax.convert.reference import params_to_reference
+from jepa_jax.convert.reference_predictor import (
+    predictor_from_json,
+    predictor_params_to_reference,
+    predictor_to_json,
+)
 from jepa_jax.errors import ConfigError
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.param_layout import check_same_shapes
+from jepa_jax.models.predictor import Predictor
 from jepa_jax.rundir import write_json_atomic
 
 ENCODER_CONFIG_FILE = "encoder_config.json"
 PARAMS_DIR = "params"
 SAFETENSORS_FILE = "model.safetensors"
+PREDICTOR_CONFIG_FILE = "predictor_config.json"
+PREDICTOR_DIR = "predictor"
+PREDICTOR_SAFETENSORS_FILE = "predictor.safetensors"
 
 
 def is_encoder_dir(path: str) -> bool:
@@ -48,6 +62,7 @@ def write_encoder_dir(
     params: Mapping[str, Any],
     source: Mapping[str, Any],
     overwrite: bool = False,
+    predictor: tuple[Predictor, Mapping[str, Any]] | None = None,
 ) -> str:
     """Write an export directory (see the module docstring); returns its absolute path.
 
@@ -57,6 +72,7 @@ def write_encoder_dir(
       params: unscanned encoder params (arrays of any kind; stored as float32).
       source: provenance recorded in encoder_config.json (e.g. workdir and step).
       overwrite: replace an existing non-empty `out_dir` (else ConfigError).
+      predictor: (spec, unscanned params) of a predictor to store beside the encoder.
     """
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
@@ -79,6 +95,19 @@ def write_encoder_dir(
 
         meta = {"format": "pt", "jepa_jax_encoder_config": json.dumps(cfg.to_json())}
         save_file(params_to_reference(host, cfg), os.path.join(tmp, SAFETENSORS_FILE), meta)
+        if predictor is not None:
+            spec, pred_params = predictor
+            pred_host = jax.tree.map(
+                lambda a: np.asarray(jax.device_get(a), np.float32), dict(pred_params)
+            )
+            checkpointer.save(os.path.join(tmp, PREDICTOR_DIR), pred_host)
+            checkpointer.wait_until_finished()
+            save_file(
+                predictor_params_to_reference(pred_host, spec, cfg),
+                os.path.join(tmp, PREDICTOR_SAFETENSORS_FILE),
+                {"format": "pt"},
+            )
+            write_json_atomic(os.path.join(tmp, PREDICTOR_CONFIG_FILE), predictor_to_json(spec))
         write_json_atomic(
             os.path.join(tmp, ENCODER_CONFIG_FILE), {**cfg.to_json(), "source": dict(source)}
         )
@@ -145,6 +174,19 @@ def read_encoder_dir(
         actual_short="params",
     )
     return cfg, checkpointer.restore(params_dir, abstract)
+
+
+def read_predictor(path: str) -> tuple[Predictor, dict[str, Any]] | None:
+    """(Predictor, params on the first device) of an export directory's predictor, or None
+    when it stores none."""
+    config_path = os.path.join(path, PREDICTOR_CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        return None
+    spec = predictor_from_json(rundir.read_json(config_path, config_path), config_path)
+    params_dir = os.path.join(path, PREDICTOR_DIR)
+    if not os.path.isdir(params_dir):
+        raise ConfigError(f"{params_dir!r} not found: the export in {path!r} is incomplete")
+    return spec, ocp.StandardCheckpointer().restore(params_dir)
 
 
 def encoder_apply_fn(cfg: EncoderConfig, dtype=jnp.float32) -> Callable:

@@ -71,6 +71,13 @@ def rope_reference_grid(model_config: Mapping[str, Any]) -> int:
 def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
     """The ViT encoder of `model.encoder` (a size preset plus overrides)."""
     enc = model_config["encoder"]
+    # Absent from configs saved before V-JEPA 2.1's joint image + video training: off.
+    image_tokenizer = bool(enc.get("image_tokenizer", False))
+    if image_tokenizer and int(enc["tubelet_size"]) < 2:
+        raise ConfigError(
+            "config.model.encoder.image_tokenizer=True needs a video encoder with "
+            f"tubelet_size >= 2 (images get tubelet 1), got tubelet_size={enc['tubelet_size']}"
+        )
     spec = resolve_encoder_spec(
         enc["size"],
         width=enc["width"],
@@ -92,6 +99,8 @@ def build_encoder(model_config: Mapping[str, Any]) -> VisionTransformer:
             tuple(enc.get("output_levels", ())), spec.depth, "config.model.encoder.output_levels"
         ),
         rope_reference_grid=rope_reference_grid(model_config),
+        image_tokenizer=image_tokenizer,
+        modality_embedding=bool(enc.get("modality_embedding", False)),
         **_common(model_config),
     )
 
@@ -121,6 +130,7 @@ def build_predictor(
         rope_reference_grid=rope_reference_grid(model_config),
         context_head=context_head,
         in_levels=in_levels,
+        modality_embedding=bool(model_config["encoder"].get("modality_embedding", False)),
         **_common(model_config),
     )
 

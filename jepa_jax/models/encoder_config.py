@@ -31,6 +31,8 @@ ARCHITECTURE_FIELDS = (
     "gelu_approximate",
     "output_levels",
     "rope_reference_grid",
+    "image_tokenizer",
+    "modality_embedding",
 )
 
 
@@ -50,6 +52,8 @@ class EncoderConfig:
     gelu_approximate: bool = False
     output_levels: tuple[int, ...] = ()  # V-JEPA 2.1 deep self-supervision levels (params)
     rope_reference_grid: int = 0  # V-JEPA 2.1 RoPE position interpolation grid (0: off)
+    image_tokenizer: bool = False  # V-JEPA 2.1: [1, H, W, 3] clips are images (patch_embed_img)
+    modality_embedding: bool = False  # V-JEPA 2.1: learned image / video vectors
 
     def __post_init__(self):
         if self.pos_embed not in POS_EMBEDS:

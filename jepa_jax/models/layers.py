@@ -416,10 +416,24 @@ def unstack_layers(tree: Any) -> Any:
     return out
 
 
-def norm_and_project_out(x: jax.Array, out_width: int, dtype: Dtype, prefix: str = "") -> jax.Array:
+class ModalityEmbedding(nn.Module):
+    """V-JEPA 2.1's learned modality vectors: "img_mod_embed" and "video_mod_embed" [width],
+    drawn from N(0, 1e-6^2) as the reference, one added to every token of an input of that
+    modality. Both params exist whichever modality a call sees."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array, image: bool) -> jax.Array:
+        """h [B, N, width] plus the image (`image`) or video vector."""
+        init = nn.with_logical_partitioning(nn.initializers.normal(1e-6), ("embed",))
+        vectors = {m: self.param(f"{m}_mod_embed", init, (self.width,)) for m in ("img", "video")}
+        return h + vectors["img" if image else "video"].astype(h.dtype)
+
+
+def norm_and_project_out(x: jax.Array, out_width: int, dtype: Dtype) -> jax.Array:
     """A predictor's head: final LayerNorm ("norm") then a Dense back to the encoder width
     ("proj"); [..., W] -> [..., out_width]. Call inside the predictor's compact method, so the
-    two modules are its children (the param names the converters and checkpoints rely on);
-    `prefix` names a second head ("context_norm", "context_proj")."""
-    x = layer_norm(f"{prefix}norm", dtype)(x)
-    return dense(out_width, ("embed", "embed_out"), dtype, f"{prefix}proj")(x)
+    two modules are its children (the param names the converters and checkpoints rely on)."""
+    x = layer_norm("norm", dtype)(x)
+    return dense(out_width, ("embed", "embed_out"), dtype, "proj")(x)

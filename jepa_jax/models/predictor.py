@@ -7,8 +7,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.models.layers import (
+    ModalityEmbedding,
     TransformerModel,
     dense,
+    layer_norm,
     norm_and_project_out,
     transformer_like,
     trunc_normal,
@@ -26,7 +28,8 @@ class Predictor(TransformerModel):
     encoder width. Attention is bidirectional over [context | targets].
 
     With `context_head` (V-JEPA 2.1's dense predictive loss) the context tokens' outputs go
-    through a second head of their own, and the call returns (targets, context) predictions.
+    through a second projection of their own ("context_proj", after the shared final norm), and
+    the call returns (targets, context) predictions.
 
     `pos_embed` follows the encoder's: "sincos_wh" selects the I-JEPA 2D channel order; under
     RoPE ("rope" for V-JEPA 2, "rope_interleaved" for 2.1, with `rope_reference_grid`) there is
@@ -35,6 +38,9 @@ class Predictor(TransformerModel):
     The reference also sorts [context | targets] by position before its blocks and unsorts
     after; attention without a causal mask is permutation-equivariant and RoPE reads positions,
     not sequence order, so that sort changes nothing and is left out.
+
+    With `modality_embedding` (V-JEPA 2.1's joint image + video training) a learned image or
+    video vector of the predictor's own is added to every token, mask tokens included.
     """
 
     width: int
@@ -52,6 +58,7 @@ class Predictor(TransformerModel):
     # replaces the input Dense.
     in_levels: int = 1
     rope_reference_grid: int = 0
+    modality_embedding: bool = False
 
     @nn.compact
     def __call__(
@@ -61,6 +68,7 @@ class Predictor(TransformerModel):
         tgt_idx: jax.Array,
         grid: tuple[int, ...],
         mask_id: int = 0,
+        image: bool = False,
     ) -> jax.Array:
         """Predict target tokens.
 
@@ -70,6 +78,7 @@ class Predictor(TransformerModel):
           tgt_idx: int [B, Kt] flat token indices to predict.
           grid: the token grid, (h, w) or (t, h, w), that the indices refer to.
           mask_id: static index of the mask token to use (one per mask config).
+          image: the tokens are an image's (selects the modality vector).
 
         Returns:
           [B, Kt, out_width] predictions; with `context_head`, also [B, Kc, out_width]
@@ -109,12 +118,18 @@ class Predictor(TransformerModel):
         targets = mask_tokens[mask_id].astype(x.dtype) + tgt_pos.astype(x.dtype)
         targets = jnp.broadcast_to(targets, tgt_idx.shape + (self.width,))
         h = jnp.concatenate([x, targets], axis=1)
+        if self.modality_embedding:
+            h = ModalityEmbedding(self.width, name="modality")(h, image)
         h = transformer_like(self)(h, None, rope)
-        # LayerNorm is per token, so norming only the target slice equals the reference's
-        # norm-then-slice and skips the context tokens' work.
         kc = ctx.shape[1]
-        targets_out = norm_and_project_out(h[:, kc:], self.out_width, self.dtype)
         if not self.context_head:
-            return targets_out
-        context_out = norm_and_project_out(h[:, :kc], self.out_width, self.dtype, "context_")
+            # LayerNorm is per token, so norming only the target slice equals the reference's
+            # norm-then-slice and skips the context tokens' work.
+            return norm_and_project_out(h[:, kc:], self.out_width, self.dtype)
+        # Both heads read one shared final norm, as the reference's predictor_norm.
+        h = layer_norm("norm", self.dtype)(h)
+        targets_out = dense(self.out_width, ("embed", "embed_out"), self.dtype, "proj")(h[:, kc:])
+        context_out = dense(self.out_width, ("embed", "embed_out"), self.dtype, "context_proj")(
+            h[:, :kc]
+        )
         return targets_out, context_out

@@ -15,7 +15,13 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jepa_jax.errors import ConfigError
-from jepa_jax.models.layers import TransformerModel, dense, layer_norm, transformer_like
+from jepa_jax.models.layers import (
+    ModalityEmbedding,
+    TransformerModel,
+    dense,
+    layer_norm,
+    transformer_like,
+)
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.models.rope import ROPE_EMBEDS, token_rope
 
@@ -126,6 +132,11 @@ class VisionTransformer(TransformerModel):
     the last block) each listed block's output has its own affine LayerNorm
     ("norm_level{k}"; the last block's is "norm", so the features probes read are unchanged),
     and `all_levels=True` returns them concatenated on channels.
+
+    With `image_tokenizer` (V-JEPA 2.1's joint image + video training) a video encoder also
+    takes images as one-frame clips [B, 1, H, W, C]: they go through a tubelet-1 patch embedding
+    of their own ("patch_embed_img") onto a (1, H/p, W/p) token grid, and `modality_embedding`
+    adds a learned image or video vector to every token.
     """
 
     width: int
@@ -138,6 +149,17 @@ class VisionTransformer(TransformerModel):
     pos_embed: str = "sincos"  # one of POS_EMBEDS
     output_levels: tuple[int, ...] = ()
     rope_reference_grid: int = 0  # V-JEPA 2.1 RoPE position interpolation (0: off)
+    image_tokenizer: bool = False
+    modality_embedding: bool = False
+
+    def is_image_input(self, shape: tuple[int, ...]) -> bool:
+        """True for an input batch shape the image tokenizer takes: [B, 1, H, W, C]."""
+        return self.image_tokenizer and len(shape) == 5 and shape[1] == 1
+
+    def tubelet_for(self, shape: tuple[int, ...]) -> int:
+        """Frames per token of an input batch shape: 1 for images through the image tokenizer,
+        else `tubelet_size`."""
+        return 1 if self.is_image_input(shape) else self.tubelet_size
 
     @property
     def num_levels(self) -> int:
@@ -151,7 +173,8 @@ class VisionTransformer(TransformerModel):
         """Encode normalised pixels.
 
         Args:
-          x: float [B, H, W, C] images or [B, T, H, W, C] video.
+          x: float [B, H, W, C] images or [B, T, H, W, C] video (with `image_tokenizer`,
+            [B, 1, H, W, C] is an image).
           token_idx: optional int [B, K] flat indices of the tokens to encode (a context mask);
             None encodes all N tokens.
           all_levels: return every output level (training targets with deep self-supervision).
@@ -162,11 +185,18 @@ class VisionTransformer(TransformerModel):
         """
         if self.pos_embed not in POS_EMBEDS:
             raise ValueError(f"pos_embed {self.pos_embed!r} is not one of {POS_EMBEDS}")
-        grid = token_grid(x.shape, self.patch_size, self.tubelet_size)
-        patches = patchify(x, self.patch_size, self.tubelet_size)
+        image = self.is_image_input(x.shape)
+        tubelet = self.tubelet_for(x.shape)
+        grid = token_grid(x.shape, self.patch_size, tubelet)
+        patches = patchify(x, self.patch_size, tubelet)
         if token_idx is not None:
             patches = gather_tokens(patches, token_idx)
-        h = dense(self.width, ("patch", "embed"), self.dtype, "patch_embed")(patches)
+        h = dense(self.width, ("patch", "embed"), self.dtype, self._embed_name(image))(patches)
+        if self.image_tokenizer and self.is_initializing():
+            # Init sees one modality; the other tokenizer's params must exist too.
+            other_t = self.tubelet_size if image else 1
+            other = jnp.zeros((1, 1, other_t * patches.shape[-1] // tubelet), patches.dtype)
+            dense(self.width, ("patch", "embed"), self.dtype, self._embed_name(not image))(other)
         rope = None
         if self.pos_embed in ROPE_EMBEDS:
             rope = token_rope(
@@ -181,6 +211,8 @@ class VisionTransformer(TransformerModel):
             pos = jnp.asarray(sincos_table(self.width, grid, self.uniform_power, w_first))
             pos = pos[None] if token_idx is None else pos[token_idx]
             h = h + pos.astype(h.dtype)
+        if self.modality_embedding:
+            h = ModalityEmbedding(self.width, name="modality")(h, image)
         levels = check_output_levels(self.output_levels, self.depth, "output_levels")
         if len(levels) < 2:  # () or the last block alone: the plain encoder
             h = transformer_like(self)(h, None, rope)
@@ -194,6 +226,10 @@ class VisionTransformer(TransformerModel):
         ]
         normed.append(layer_norm("norm", self.dtype)(h))
         return jnp.concatenate(normed, axis=-1) if all_levels else normed[-1]
+
+    @staticmethod
+    def _embed_name(image: bool) -> str:
+        return "patch_embed_img" if image else "patch_embed"
 
 
 @dataclasses.dataclass(frozen=True)

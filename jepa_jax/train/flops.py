@@ -32,17 +32,30 @@ def predictor_forward_flops(pred: Predictor, num_context: int, num_target: int) 
 
 
 def jepa_step_flops(trainer) -> float:
-    """Model FLOPs of one optimizer step over the global batch.
+    """Model FLOPs of one optimizer step over the global batch (both streams of joint image +
+    video training).
 
     Target encoder: forward only. Context encoder and predictor: forward + backward (3x the
     forward, the usual rule). Optimizer, EMA and elementwise work are not counted.
     """
-    enc, pred, sampler = trainer.encoder, trainer.predictor, trainer.sampler
-    batch = int(trainer.config.batch_size)
+    enc = trainer.encoder
     shape = trainer.example_shape
-    patch_dim = (
-        enc.patch_size * enc.patch_size * shape[-1] * (enc.tubelet_size if len(shape) == 4 else 1)
+    tubelet = enc.tubelet_size if len(shape) == 4 else 1
+    total = _stream_flops(
+        trainer, int(trainer.config.batch_size), trainer.sampler, tubelet * shape[-1]
     )
+    if trainer.image_sampler is not None:  # one-frame clips through the tubelet-1 tokenizer
+        total += _stream_flops(
+            trainer, int(trainer.config.images.batch_size), trainer.image_sampler, shape[-1]
+        )
+    return total
+
+
+def _stream_flops(trainer, batch: int, sampler, channels_per_token: int) -> float:
+    """One stream's share of `jepa_step_flops`: `batch` examples masked by `sampler`, each
+    token holding patch x patch x `channels_per_token` values."""
+    enc, pred = trainer.encoder, trainer.predictor
+    patch_dim = enc.patch_size * enc.patch_size * channels_per_token
     tokens = 1
     for g in sampler.grid:
         tokens *= g

@@ -74,9 +74,14 @@ def train(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
 
         return advance, data_stats.scalars
 
-    outcome = run(
-        config, trainer, workdir, make_advance, trainer.sampler.describe().splitlines(), data_iter
-    )
+    header = trainer.sampler.describe().splitlines()
+    if trainer.image_sampler is not None:  # joint image + video training
+        header.append(
+            f"images: {config.images.batch_size} of {config.images.data.name} per step beside the "
+            f"clips, loss share {config.images.loss_share}"
+        )
+        header += [f"image {line}" for line in trainer.image_sampler.describe().splitlines()]
+    outcome = run(config, trainer, workdir, make_advance, header, data_iter)
     state = outcome.state
 
     # End-of-training probe (trained vs random-init encoder).

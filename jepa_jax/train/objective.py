@@ -119,6 +119,8 @@ class JepaObjective:
     context_weight: float = 0.0
     context_ramp: tuple[int, int] = (0, 0)
     context_distance_weighting: bool = False
+    # Joint image + video training: the image stream's weight in the loss (0: no image stream).
+    image_loss_share: float = 0.0
 
     @property
     def levels(self) -> int:
@@ -145,16 +147,46 @@ class JepaObjective:
           target_params: {"encoder"} EMA params (no gradient flows into them); unused when
             `ema_target` is False.
           batch: {"pixels": uint8 [B, (T,) H, W, 3],
-                  "masks": tuple of {"context": int32 [B, Kc], "target": int32 [B, G, Kt]}}.
+                  "masks": tuple of {"context": int32 [B, Kc], "target": int32 [B, G, Kt]}},
+            and with joint image + video training "image": the same for images as one-frame
+            clips [Bi, 1, H, W, 3].
           step: the optimizer step (seeds the regularizer's random directions).
 
         Returns:
-          (scalar loss, aux) with aux["loss_per_mask"] [M], aux["target_features"] [B, N, D]
-          (the last level) and
-          aux["metrics"] (scalars for logging: the regularizer's terms, when one is set).
+          (scalar loss, aux) with aux["loss_per_mask"] [M] (the image stream's masks after the
+          video ones), aux["target_features"] [B, N, D] (the last level, of the main stream)
+          and aux["metrics"] (scalars for logging: the regularizer's and dense loss's terms;
+          with an image stream also each stream's loss and the image stream's terms prefixed
+          "image_").
         """
+        loss, aux = self.stream_loss(params, target_params, batch, step)
+        if "image" not in batch:
+            return loss, aux
+        # V-JEPA 2.1 averages the gradients of its image and video ranks: a weighted sum.
+        image_loss, image_aux = self.stream_loss(params, target_params, batch["image"], step, True)
+        share = self.image_loss_share
+        metrics = {**aux["metrics"], **{f"image_{k}": v for k, v in image_aux["metrics"].items()}}
+        metrics.update(loss_video=loss, loss_image=image_loss)
+        aux = {
+            "loss_per_mask": jnp.concatenate([aux["loss_per_mask"], image_aux["loss_per_mask"]]),
+            "target_features": aux["target_features"],
+            "metrics": metrics,
+        }
+        return (1.0 - share) * loss + share * image_loss, aux
+
+    def stream_loss(
+        self,
+        params: Any,
+        target_params: Any,
+        batch: dict,
+        step: jax.Array | int = 0,
+        image: bool = False,
+    ) -> tuple[jax.Array, dict]:
+        """The loss of one stream's {"pixels", "masks"} (`image`: one-frame clips through the
+        image tokenizer, the image modality vectors, mask tokens in order); as `__call__`."""
         x = normalize_pixels(batch["pixels"], self.compute_dtype)
-        grid = token_grid(x.shape, self.patch_size, self.tubelet_size)
+        tubelet = self.encoder.tubelet_for(x.shape)
+        grid = token_grid(x.shape, self.patch_size, tubelet)
         if self.ema_target:
             h = self.target_features(target_params, x)
         else:
@@ -166,9 +198,7 @@ class JepaObjective:
         losses, context_losses, contexts, context_weights = [], [], [], []
         token_weights = None
         if self.regularizer is not None and self.regularizer.token_weighting != "uniform":
-            token_weights = pixel_deviation_weights(
-                patchify(x, self.patch_size, self.tubelet_size)
-            )  # [B, N]
+            token_weights = pixel_deviation_weights(patchify(x, self.patch_size, tubelet))  # [B, N]
         for mask_id, mask in enumerate(batch["masks"]):
             ctx_idx, tgt_idx = mask["context"], mask["target"]
             b, groups, kt = tgt_idx.shape
@@ -188,6 +218,7 @@ class JepaObjective:
                 tgt_idx.reshape(b * groups, kt),
                 grid,
                 mask_id,
+                image,
             )
             if dense:
                 pred, ctx_pred = pred

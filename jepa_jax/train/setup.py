@@ -30,7 +30,7 @@ from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules
 from jepa_jax.train import optim
 from jepa_jax.train.objective import LOSS_TYPES, JepaObjective
 from jepa_jax.train.regularizers import regularizer_from_config, target_mode_from_config
-from jepa_jax.train.state import abstract_state, create_state, make_init_fn
+from jepa_jax.train.state import abstract_state, create_state, load_pretrained, make_init_fn
 from jepa_jax.train.step import jit_train_step, train_step
 
 
@@ -49,6 +49,8 @@ class Trainer:
     schedules: dict[str, Callable]
     objective: JepaObjective
     init_fn: Callable[[jax.Array], dict]
+    # Joint image + video training (config.images): the image stream's masks, else None.
+    image_sampler: MaskSampler | None = None
 
     @property
     def unit(self) -> str:
@@ -57,12 +59,23 @@ class Trainer:
 
     @property
     def mask_names(self) -> Sequence[str]:
-        return [s.name for s in self.sampler.specs]
+        """Names of the per-mask losses, in the objective's loss_per_mask order (the image
+        stream's masks prefixed "image_")."""
+        names = [s.name for s in self.sampler.specs]
+        if self.image_sampler is not None:
+            names += [f"image_{s.name}" for s in self.image_sampler.specs]
+        return names
 
     def create_state(self, seed: int | None = None) -> tuple[dict, Any]:
-        """Fresh sharded state and its shardings (seed defaults to config.seed)."""
+        """Fresh sharded state and its shardings (seed defaults to config.seed); with
+        config.init_from, the encoder (and predictor) weights come from that export."""
         seed = int(self.config.seed) if seed is None else seed
-        return create_state(self.init_fn, jax.random.key(seed), self.mesh, self.rules)
+        state, shardings = create_state(self.init_fn, jax.random.key(seed), self.mesh, self.rules)
+        if self.config.get("init_from"):  # start from exported / imported weights
+            state = load_pretrained(
+                state, shardings, self.config.init_from, bool(self.config.init_predictor)
+            )
+        return state, shardings
 
     def abstract_state(self) -> Any:
         """Shape/dtype/sharding structs of the state, for restoring a checkpoint."""
@@ -71,20 +84,31 @@ class Trainer:
     def abstract_batch(self) -> dict:
         """ShapeDtypeStructs (with the batch sharding) of one global training batch, for
         compiling without data."""
-        b = int(self.config.batch_size)
         sharding = batch_sharding(self.mesh)
         sds = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-        masks = tuple(
-            {
-                "context": sds((b, spec.num_context), jnp.int32),
-                "target": sds((b, self.sampler.target_groups(spec), spec.num_target), jnp.int32),
-            }
-            for spec in self.sampler.specs
-        )
-        return {"pixels": sds((b,) + self.example_shape, jnp.uint8), "masks": masks}
+
+        def stream(b: int, example_shape: tuple[int, ...], sampler: MaskSampler) -> dict:
+            masks = tuple(
+                {
+                    "context": sds((b, spec.num_context), jnp.int32),
+                    "target": sds((b, sampler.target_groups(spec), spec.num_target), jnp.int32),
+                }
+                for spec in sampler.specs
+            )
+            return {"pixels": sds((b,) + example_shape, jnp.uint8), "masks": masks}
+
+        batch = stream(int(self.config.batch_size), self.example_shape, self.sampler)
+        if self.image_sampler is not None:
+            image_shape = (1,) + pipeline.input_shape(self.config.images.data)
+            batch["image"] = stream(
+                int(self.config.images.batch_size), image_shape, self.image_sampler
+            )
+        return batch
 
     def train_dataset(self, process_index: int | None = None, process_count: int | None = None):
-        return pipeline.train_dataset(self.config, self.sampler, process_index, process_count)
+        return pipeline.train_dataset(
+            self.config, self.sampler, process_index, process_count, self.image_sampler
+        )
 
     def make_step(self, state_shardings: Any, batch_example: Any) -> Callable:
         """The jitted train step (call inside `jax.set_mesh(self.mesh)`)."""
@@ -134,6 +158,48 @@ def validate_jepa_config(config: Mapping[str, Any]) -> None:
     )
 
 
+def image_stream_from_config(
+    config: Mapping[str, Any], example_shape: tuple[int, ...], num_video_masks: int
+) -> MaskSampler | None:
+    """The image stream's mask sampler for joint image + video training (config.images), or
+    None when images.batch_size is 0; ConfigError for settings that cannot work."""
+    images = config.get("images")  # absent from configs saved before joint training
+    if images is None:
+        return None
+    need = need_under("images")
+    batch = images.batch_size
+    need(int(batch) == batch and batch >= 0, "batch_size", batch, "an integer >= 0 (0: off)")
+    if not batch:
+        return None
+    share = images.loss_share
+    need(0.0 < float(share) < 1.0, "loss_share", share, "a fraction in (0, 1)")
+    enc = config.model.encoder
+    need(
+        len(example_shape) == 4 and bool(enc.get("image_tokenizer", False)),
+        "batch_size",
+        batch,
+        "0 unless config.data is video and model.encoder.image_tokenizer is True (images enter "
+        "a video encoder as one-frame clips through its image tokenizer)",
+    )
+    image_shape = tuple(pipeline.input_shape(images.data))
+    need(
+        len(image_shape) == 3,
+        "data.name",
+        images.data.name,
+        f"an image source (it gives {image_shape} examples)",
+    )
+    grid = token_grid((1, 1) + image_shape, int(enc.patch_size), 1)
+    sampler = build_mask_sampler(images.mask, grid)
+    need(
+        len(sampler.specs) <= num_video_masks,
+        "mask.blocks",
+        sorted(images.mask.blocks),
+        f"at most {num_video_masks} mask configs (the predictor has one mask token per video "
+        "mask config; image masks use them in order, as the reference)",
+    )
+    return sampler
+
+
 def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = None) -> Trainer:
     """Resolve a training config (raises ConfigError for values that cannot work).
 
@@ -148,6 +214,7 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
     enc_cfg = config.model.encoder
     grid = token_grid((1,) + example_shape, int(enc_cfg.patch_size), int(enc_cfg.tubelet_size))
     sampler = build_mask_sampler(config.mask, grid)
+    image_sampler = image_stream_from_config(config, example_shape, len(sampler.specs))
     encoder = build_encoder(config.model)
     context_weight, context_ramp = dense_loss_from_config(config)
     predictor = build_predictor(
@@ -182,6 +249,7 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
         context_weight=context_weight,
         context_ramp=context_ramp,
         context_distance_weighting=bool(config.loss.context_distance_weight),
+        image_loss_share=float(config.images.loss_share) if image_sampler else 0.0,
     )
     init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler)
     return Trainer(
@@ -196,4 +264,5 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
         schedules=schedules,
         objective=objective,
         init_fn=init_fn,
+        image_sampler=image_sampler,
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import linen as nn
 from jax.sharding import Mesh
@@ -25,6 +26,8 @@ from jax.sharding import Mesh
 from jepa_jax.masking import MaskSampler
 from jepa_jax.models import Predictor, VisionTransformer
 from jepa_jax.models.init import init_encoder_params, init_predictor_params
+from jepa_jax.models.layers import stack_layers
+from jepa_jax.models.param_layout import check_same_shapes
 from jepa_jax.sharding import check_divisible, tree_shardings
 
 
@@ -90,3 +93,48 @@ def abstract_state(init_fn: Callable, mesh: Mesh, rules) -> Any:
     return jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
     )
+
+
+def load_pretrained(state: dict, shardings: Any, path: str, with_predictor: bool = True) -> dict:
+    """`state` with its encoder (online and target) and, when the export stores one and
+    `with_predictor`, its predictor replaced by the weights of the export directory `path`
+    (`jepa-jax export` / `jepa-jax import`), placed with the state's shardings. The optimizer
+    state stays fresh (Adam's moments do not depend on the params).
+
+    Raises:
+      ConfigError: `path` is not an export, or its weights do not fit the run's model (the
+        message names the first differing params).
+    """
+    from jepa_jax.export.encoder_dir import read_encoder_dir, read_predictor
+
+    _, encoder = read_encoder_dir(path)
+    pieces = {("params", "encoder"): encoder, ("target_params", "encoder"): encoder}
+    predictor = read_predictor(path) if with_predictor else None
+    if predictor is not None:
+        pieces[("params", "predictor")] = predictor[1]
+    scanned = "blocks" in state["params"]["encoder"].get("transformer", {})
+    state = {
+        **state,
+        "params": dict(state["params"]),
+        "target_params": dict(state["target_params"]),
+    }
+    for (part, name), tree in pieces.items():
+        tree = jax.device_get(tree)
+        if scanned:
+            tree = stack_layers(tree)
+        check_same_shapes(
+            state[part][name],
+            tree,
+            f"the run's {name} (config.model)",
+            f"the {name} weights of {path!r}",
+            expected_short="model",
+            actual_short="export",
+        )
+        state[part][name] = jax.tree.map(
+            lambda x, s: jax.make_array_from_callback(
+                np.shape(x), s, lambda idx, x=x: np.asarray(x, np.float32)[idx]
+            ),
+            tree,
+            shardings[part][name],
+        )
+    return state
