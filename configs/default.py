@@ -5,6 +5,8 @@ V-JEPA masks and SIGReg (no EMA target), then linear-probes the frozen encoder a
 random-init one and raw pixels.
 
   jepa-jax train --config=configs/default.py --workdir=workdirs/default
+  jepa-jax train --config=configs/default.py:long --workdir=workdirs/long    # the same recipe
+      # 7x longer (2450 steps, about 35 minutes on 2 cores), a checkpoint every 350 steps
   jepa-jax train --config=configs/default.py:runlocal --workdir=/tmp/smoke   # seconds, for tests
 """
 
@@ -12,7 +14,7 @@ from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_recipes.parse_arg(arg, runlocal=False)
+    args = config_recipes.parse_arg(arg, long=False, runlocal=False)
     c = config_lib.base_config()
     c.seed = 0
     # Sized so that `make train` (install, compile, train, probe) ends within about 10 minutes
@@ -68,6 +70,10 @@ def get_config(arg=None):
     # 10-minute budget of `make train`; `jepa-jax eval` uses the full count.
     c.probe.linear.steps = 1000
 
+    if args.long:  # the same recipe trained 7x longer: schedules stretch with total_steps
+        c.total_steps = 7 * 350
+        c.checkpoint_every = 350  # the learning curve's points, one per 350-step job's length
+        c.keep_checkpoints = 7
     if args.runlocal:  # a seconds-long smoke run
         config_recipes.shrink_to_smoke_run(c)
         c.probe.num_train = 64
