@@ -196,3 +196,13 @@ def test_reference_layout_of_the_image_tokenizer_and_modality_vectors():
     tokens = np.asarray(patchify(image[:, 0], 8, 1))[0]  # [16, 192], row-major grid
     ours = tokens[1] @ params["patch_embed_img"]["kernel"] + params["patch_embed_img"]["bias"]
     np.testing.assert_allclose(ours, conv, rtol=1e-4, atol=1e-5)
+
+
+def test_vjepa21_distilled_checkpoints_keep_their_encoder_under_ema_encoder():
+    from jepa_jax.convert.reference import encoder_state_dict
+
+    sd = {"patch_embed.proj.weight": np.zeros((4, 3, 2, 8, 8)), "blocks.0.norm1.weight": np.ones(4)}
+    got = encoder_state_dict({"ema_encoder": {f"module.{k}": v for k, v in sd.items()}, "opt": {}})
+    assert sorted(got) == sorted(sd)
+    with pytest.raises(ConfigError, match="no 'target_encoder' or 'ema_encoder' or 'encoder'"):
+        encoder_state_dict({"opt": {}})
