@@ -6,7 +6,8 @@ random-init one and raw pixels.
 
   jepa-jax train --config=configs/default.py --workdir=workdirs/default
   jepa-jax train --config=configs/default.py:long --workdir=workdirs/long    # the same recipe
-      # 7x longer (2450 steps, about 35 minutes on 2 cores), a checkpoint every 350 steps
+      # 7x longer (2450 steps, peak lr scaled by sqrt(350/2450), about 35 minutes on 2 cores),
+      # a checkpoint every 350 steps
   jepa-jax train --config=configs/default.py:runlocal --workdir=/tmp/smoke   # seconds, for tests
 """
 
@@ -72,6 +73,12 @@ def get_config(arg=None):
 
     if args.long:  # the same recipe trained 7x longer: schedules stretch with total_steps
         c.total_steps = 7 * 350
+        # Peak and start lr scaled by sqrt(350 / total_steps): at 1e-3 for 7x as long the run
+        # spends ~800 steps above 8e-4, where it destabilises (measured 2026-12-03: from step
+        # ~400 the SIGReg term grows 1.2 -> 6 and the effective rank falls 52 -> 18 by step 875).
+        scale = (350 / c.total_steps) ** 0.5
+        c.optim.lr *= scale
+        c.optim.start_lr *= scale
         c.checkpoint_every = 350  # the learning curve's points, one per 350-step job's length
         c.keep_checkpoints = 7
     if args.runlocal:  # a seconds-long smoke run
