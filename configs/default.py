@@ -5,6 +5,9 @@ V-JEPA masks and SIGReg (no EMA target), then linear-probes the frozen encoder a
 random-init one and raw pixels.
 
   jepa-jax train --config=configs/default.py --workdir=workdirs/default
+  jepa-jax train --config=configs/default.py:long --workdir=workdirs/long    # the same recipe
+      # 7x longer (2450 steps, peak lr scaled by sqrt(350/2450), about 35 minutes on 2 cores),
+      # a checkpoint every 350 steps
   jepa-jax train --config=configs/default.py:runlocal --workdir=/tmp/smoke   # seconds, for tests
 """
 
@@ -12,7 +15,7 @@ from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_recipes.parse_arg(arg, runlocal=False)
+    args = config_recipes.parse_arg(arg, long=False, runlocal=False)
     c = config_lib.base_config()
     c.seed = 0
     # Sized so that `make train` (install, compile, train, probe) ends within about 10 minutes
@@ -68,6 +71,16 @@ def get_config(arg=None):
     # 10-minute budget of `make train`; `jepa-jax eval` uses the full count.
     c.probe.linear.steps = 1000
 
+    if args.long:  # the same recipe trained 7x longer: schedules stretch with total_steps
+        c.total_steps = 7 * 350
+        # Peak and start lr scaled by sqrt(350 / total_steps): at 1e-3 for 7x as long the run
+        # spends ~800 steps above 8e-4, where it destabilises (measured 2026-12-03: from step
+        # ~400 the SIGReg term grows 1.2 -> 6 and the effective rank falls 52 -> 18 by step 875).
+        scale = (350 / c.total_steps) ** 0.5
+        c.optim.lr *= scale
+        c.optim.start_lr *= scale
+        c.checkpoint_every = 350  # the learning curve's points, one per 350-step job's length
+        c.keep_checkpoints = 7
     if args.runlocal:  # a seconds-long smoke run
         config_recipes.shrink_to_smoke_run(c)
         c.probe.num_train = 64

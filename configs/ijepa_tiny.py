@@ -1,7 +1,10 @@
 """Tiny I-JEPA on the built-in shapes images (CPU-sized).
 
 A 6-block ViT-tiny on 32x32 images with patch 4 (an 8x8 token grid), I-JEPA multi-block masks
-(4 target blocks, 1 context block), then a linear probe of the shape class.
+(4 target blocks, 1 context block), then a linear probe of the shape class. Collapse
+prevention is configs/default.py's: SIGReg on the context tokens weighted by pixel deviation,
+no EMA target (the reference's EMA recipe collapses at this scale: on a folder of hand-written
+digits its effective rank fell 12.6 -> 3.1 in 1000 steps, README "My run collapsed").
 
   jepa-jax train --config=configs/ijepa_tiny.py --workdir=workdirs/ijepa_tiny
   jepa-jax train --config=configs/ijepa_tiny.py:runlocal --workdir=/tmp/ijepa_smoke
@@ -34,7 +37,10 @@ def get_config(arg=None):
     c.optim.lr = 1e-3
     c.optim.start_lr = 2e-4
     c.optim.warmup_steps = 100
-    c.ema = (0.996, 1.0)
+    c.ema = (0.996, 1.0)  # unused without an EMA target; kept for --config.target.ema=True
+    c.target.ema = False
+    c.regularizer.type = "sigreg"
+    c.regularizer.token_weighting = "pixel_deviation"
 
     c.probe.enabled = True
     c.probe.task = "shape"

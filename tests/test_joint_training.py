@@ -2,11 +2,13 @@
 encoder and predictor, the joint batches, the weighted two-stream objective against its parts,
 one compilation, the configuration errors and the reference layout of the new weights."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_video_config
+from conftest import REPO, tiny_video_config
 from flax import linen as nn
 
 from jepa_jax.convert.reference import (
@@ -196,3 +198,37 @@ def test_reference_layout_of_the_image_tokenizer_and_modality_vectors():
     tokens = np.asarray(patchify(image[:, 0], 8, 1))[0]  # [16, 192], row-major grid
     ours = tokens[1] @ params["patch_embed_img"]["kernel"] + params["patch_embed_img"]["bias"]
     np.testing.assert_allclose(ours, conv, rtol=1e-4, atol=1e-5)
+
+
+def test_vjepa21_distilled_checkpoints_keep_their_encoder_under_ema_encoder():
+    from jepa_jax.convert.reference import encoder_state_dict
+
+    sd = {"patch_embed.proj.weight": np.zeros((4, 3, 2, 8, 8)), "blocks.0.norm1.weight": np.ones(4)}
+    got = encoder_state_dict({"ema_encoder": {f"module.{k}": v for k, v in sd.items()}, "opt": {}})
+    assert sorted(got) == sorted(sd)
+    with pytest.raises(ConfigError, match="no 'target_encoder' or 'ema_encoder' or 'encoder'"):
+        encoder_state_dict({"opt": {}})
+
+
+def test_images_are_probed_through_the_image_tokenizer(tmp_path):
+    from conftest import load_config
+
+    from jepa_jax.eval.suite import as_encoder_input, run_eval
+    from jepa_jax.export.encoder_dir import write_encoder_dir
+
+    cfg = _encoder_cfg(image_tokenizer=True, modality_embedding=True)
+    images = np.zeros((3, 32, 32, 3), np.uint8)
+    assert as_encoder_input(images, cfg, 4).shape == (3, 1, 32, 32, 3)  # one frame, tubelet 1
+    assert as_encoder_input(images, _encoder_cfg(), 4).shape == (3, 4, 32, 32, 3)  # repeated
+    params = nn.meta.unbox(init_encoder_params(cfg.build(), jax.random.key(0), cfg.input_shape))
+    export = write_encoder_dir(str(tmp_path / "export"), cfg, params, {})
+    config = load_config(os.path.join(REPO, "configs", "probes", "moving_shapes.py"), "runlocal")
+    config.data.update(name="shapes", image_size=32)
+    config.probe.update(
+        num_train=48, num_test=24, probes=("linear", "dense"), baselines=("pixels",)
+    )
+    config.probe.linear.steps = 100
+    results = run_eval(config, export, str(tmp_path / "eval"), log=lambda s: None)
+    assert results["views"]["clip_frames"] == 1
+    for name in ("trained", "pixels"):
+        assert set(results["encoders"][name]) >= {"linear", "dense"}

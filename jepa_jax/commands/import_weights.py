@@ -27,7 +27,8 @@ _OUT, _OVERWRITE = define_export_flags()
 _ENTRY = flags.DEFINE_string(
     "entry",
     None,
-    "Entry of a reference checkpoint to read (default: target_encoder, else encoder).",
+    "Entry of a reference checkpoint to read (default: target_encoder, else ema_encoder, else "
+    "encoder).",
 )
 _NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per clip of a video encoder.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels (RoPE checkpoints).")

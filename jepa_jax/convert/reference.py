@@ -45,8 +45,9 @@ from jepa_jax.models.vit import ENCODER_PRESETS, reference_output_levels
 
 # DDP, the V-JEPA mask wrappers and torch.compile prefix parameter names with these.
 PREFIXES = ("module.", "backbone.", "_orig_mod.")
-# Entries of a reference training checkpoint that hold an encoder, the downstream one first.
-ENCODER_ENTRIES = ("target_encoder", "encoder")
+# Entries of a reference training checkpoint that hold an encoder, the downstream one first
+# (V-JEPA 2.1's distilled ViT-B / ViT-L checkpoints name their EMA encoder `ema_encoder`).
+ENCODER_ENTRIES = ("target_encoder", "ema_encoder", "encoder")
 POS_EMBED_ATOL = 1e-4
 MODALITIES = ("img", "video")  # V-JEPA 2.1's {m}_mod_embed vectors
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
@@ -73,7 +74,7 @@ def encoder_state_dict(checkpoint: Mapping[str, Any], entry: str | None = None) 
       checkpoint: a `.pth.tar` / `.pt` dict ({"encoder", "target_encoder", "predictor", "opt",
         ...}) or directly an encoder state dict.
       entry: which entry to read; default "target_encoder" (the EMA encoder used downstream),
-        else "encoder".
+        else "ema_encoder" (V-JEPA 2.1's distilled models), else "encoder".
     """
     if any(isinstance(k, str) and k.endswith("patch_embed.proj.weight") for k in checkpoint):
         if entry is not None:

@@ -41,7 +41,8 @@ def convert_source(
     Args:
       path: a Hugging Face model directory, a reference-layout `.safetensors` file, or a
         reference PyTorch checkpoint (`.pth.tar` / `.pt`, read with torch).
-      entry: checkpoint entry ("target_encoder" or "encoder"); default target_encoder.
+      entry: checkpoint entry ("target_encoder", "ema_encoder" or "encoder"); default the
+        first of those the checkpoint has.
       num_frames, image_size, num_heads: what the weights do not record (see
         reference.infer_encoder_config); for Hugging Face they override its config.
       size: expected preset ("large", ...); a different size is a ConfigError.

@@ -18,6 +18,7 @@ checkpoint's step) to <workdir>/tensorboard.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -151,9 +152,12 @@ def view_spec(probe: Mapping[str, Any], cfg: EncoderConfig) -> ViewSpec:
 
 
 def as_encoder_input(pixels: np.ndarray, cfg: EncoderConfig, clip_frames: int | None) -> np.ndarray:
-    """Images for a video encoder become clips of one repeated frame (the reference's way of
-    evaluating images); video for an image encoder is an error."""
+    """Images for a video encoder become one-frame clips through its image tokenizer (V-JEPA
+    2.1) or, without one, clips of one repeated frame (V-JEPA's way of evaluating images); video
+    for an image encoder is an error."""
     if cfg.is_video and pixels.ndim == 4:
+        if cfg.image_tokenizer:
+            return pixels[:, None]
         return np.repeat(pixels[:, None], clip_frames, axis=1)
     if not cfg.is_video and pixels.ndim == 5:
         raise ConfigError("config.data gives video clips but the encoder is an image encoder")
@@ -297,19 +301,23 @@ def run_eval(
         f"{source['path']} (step {source.get('step', '-')}); {mesh.devices.size} device(s)"
     )
     data, num_classes, dense = {}, None, None
+    # V-JEPA 2.1 encoders read images as one-frame clips through their tubelet-1 tokenizer.
+    tubelet = cfg.tubelet_size
+    if cfg.image_tokenizer and len(pipeline.input_shape(config.data)) == 3:
+        spec, tubelet = dataclasses.replace(spec, clip_frames=1), 1
     for split, count in (("train", int(probe.num_train)), ("test", int(probe.num_test))):
         pixels, labels = pipeline.labelled_arrays(config.data, split, count)
         num_classes = task_and_classes(probe, labels, f"config.data ({config.data.name} {split})")
         pixels = as_encoder_input(pixels, cfg, spec.clip_frames)
-        check_views(spec, pixels.shape[1:], cfg.patch_size, cfg.tubelet_size)
+        check_views(spec, pixels.shape[1:], cfg.patch_size, tubelet)
         data[split] = (cut_views(pixels, spec), np.asarray(labels[probe.task], np.int32))
         if "dense" in probe.probes:
             dense = dense or {"num_classes": dense_classes(probe, labels, config.data.name)}
             label_map = labels[probe.dense_label]
             if cfg.is_video and label_map.ndim == 3:  # images as clips of a repeated frame
                 label_map = np.repeat(label_map[:, None], spec.clip_frames, axis=1)
-            grid = token_grid(pixels.shape, cfg.patch_size, cfg.tubelet_size)
-            dense[split] = token_labels(label_map, grid, cfg.patch_size, cfg.tubelet_size)
+            grid = token_grid(pixels.shape, cfg.patch_size, tubelet)
+            dense[split] = token_labels(label_map, grid, cfg.patch_size, tubelet)
     module = cfg.build()
     encoders = [
         FrozenEncoder(
@@ -328,9 +336,7 @@ def run_eval(
         )
     if "pixels" in probe.baselines:
         encoders.append(
-            FrozenEncoder(
-                "pixels", {}, pixel_features(cfg.patch_size, cfg.tubelet_size), cfg.num_heads
-            )
+            FrozenEncoder("pixels", {}, pixel_features(cfg.patch_size, tubelet), cfg.num_heads)
         )
     results: dict[str, Any] = {
         "checkpoint": source,
