@@ -24,20 +24,23 @@ from jepa_jax.commands.common import define_export_flags, start_command
 
 _SOURCE = flags.DEFINE_string("source", None, "Checkpoint file or Hugging Face model directory.")
 _OUT, _OVERWRITE = define_export_flags()
-_ENTRY = flags.DEFINE_string(
-    "entry",
-    None,
-    "Entry of a reference checkpoint to read (default: target_encoder, else ema_encoder, else "
-    "encoder).",
-)
-_NUM_FRAMES = flags.DEFINE_integer("num_frames", None, "Frames per clip of a video encoder.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input side in pixels (RoPE checkpoints).")
-_NUM_HEADS = flags.DEFINE_integer("num_heads", None, "Attention heads (default: the preset's).")
-_SIZE = flags.DEFINE_string("size", None, "Expected encoder preset (e.g. large): checked.")
-_PREDICTOR_HEADS = flags.DEFINE_integer(
-    "predictor_heads",
-    None,
-    "Predictor attention heads (default: 12 under RoPE, else the encoder's).",
+# convert_source's options, one flag each (same names).
+_CONVERT_FLAGS = (
+    flags.DEFINE_string(
+        "entry",
+        None,
+        "Entry of a reference checkpoint to read (default: target_encoder, else ema_encoder, "
+        "else encoder).",
+    ),
+    flags.DEFINE_integer("num_frames", None, "Frames per clip of a video encoder."),
+    flags.DEFINE_integer("image_size", None, "Input side in pixels (RoPE checkpoints)."),
+    flags.DEFINE_integer("num_heads", None, "Attention heads (default: the preset's)."),
+    flags.DEFINE_string("size", None, "Expected encoder preset (e.g. large): checked."),
+    flags.DEFINE_integer(
+        "predictor_heads",
+        None,
+        "Predictor attention heads (default: 12 under RoPE, else the encoder's).",
+    ),
 )
 flags.mark_flags_as_required(["source"])
 
@@ -47,15 +50,8 @@ def main(argv: list[str]) -> None:
     from jepa_jax.convert.sources import convert_source
     from jepa_jax.export.encoder_dir import write_encoder_dir
 
-    cfg, params, source, predictor = convert_source(
-        _SOURCE.value,
-        entry=_ENTRY.value,
-        num_frames=_NUM_FRAMES.value,
-        image_size=_IMAGE_SIZE.value,
-        num_heads=_NUM_HEADS.value,
-        size=_SIZE.value,
-        predictor_heads=_PREDICTOR_HEADS.value,
-    )
+    options = {flag.name: flag.value for flag in _CONVERT_FLAGS}
+    cfg, params, source, predictor = convert_source(_SOURCE.value, **options)
     out = write_encoder_dir(
         _OUT.value, cfg, params, source, overwrite=_OVERWRITE.value, predictor=predictor
     )
