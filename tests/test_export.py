@@ -23,11 +23,13 @@ from jepa_jax.export.encoder_dir import (
     PARAMS_DIR,
     SAFETENSORS_FILE,
     read_encoder_dir,
+    read_predictor,
     write_encoder_dir,
 )
 from jepa_jax.export.target_encoder import restore_target_encoder
 from jepa_jax.models.encoder_config import EncoderConfig
 from jepa_jax.models.inputs import normalize_pixels
+from jepa_jax.models.layers import unstack_layers
 from jepa_jax.models.pos_embed import sincos_table
 from jepa_jax.train.setup import build_trainer
 
@@ -68,9 +70,21 @@ def test_export_then_load_encoder_gives_the_training_target_features(workdir, tm
     result = cli("export", f"--workdir={path}", f"--out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "at step 3" in result.stdout
-    assert sorted(os.listdir(out)) == ["encoder_config.json", "model.safetensors", "params"]
+    assert sorted(os.listdir(out)) == [
+        "encoder_config.json",
+        "model.safetensors",
+        "params",
+        "predictor",
+        "predictor.safetensors",
+        "predictor_config.json",
+    ]
     info = json.loads((out / "encoder_config.json").read_text())
     assert info["source"]["step"] == 3 and info["encoder"]["depth"] == 2
+    # The run's predictor rides along (unscanned), so init_from can continue from both.
+    predictor, pred_params = read_predictor(str(out))
+    assert predictor.depth == trainer.predictor.depth and not predictor.scan
+    want = unstack_layers(jax.device_get(state["params"]["predictor"]))
+    jax.tree.map(np.testing.assert_array_equal, pred_params, want)
 
     apply_fn, params = jepa_jax.load_encoder(str(out))
     pixels = np.asarray(next(iter(trainer.train_dataset()))["pixels"])

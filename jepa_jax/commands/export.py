@@ -2,7 +2,8 @@
 
 Writes the target (EMA) encoder of a training run, the one used downstream, as an export
 directory: OUT/params (orbax params-only checkpoint), OUT/encoder_config.json (rebuilds the
-model) and OUT/model.safetensors (PyTorch reference key names). Load it with
+model) and OUT/model.safetensors (PyTorch reference key names), with the run's predictor beside
+it (OUT/predictor*, so `--config.init_from=OUT` continues from both). Load it with
 `jepa_jax.load_encoder(OUT)`, or probe it with `jepa-jax eval --checkpoint=OUT`.
 """
 
@@ -22,13 +23,21 @@ def main(argv: list[str]) -> None:
     start_command(argv)
     import jax
 
+    from jepa_jax.errors import ConfigError
     from jepa_jax.export.encoder_dir import write_encoder_dir
-    from jepa_jax.export.target_encoder import restore_target_encoder
+    from jepa_jax.export.target_encoder import restore_predictor, restore_target_encoder
 
     workdir = directory_flag("workdir")
-    _, cfg, params, step = restore_target_encoder(workdir, _STEP.value)
+    config, cfg, params, step = restore_target_encoder(workdir, _STEP.value)
     source = {"kind": "jepa-jax workdir", "workdir": workdir, "step": step}
-    out = write_encoder_dir(_OUT.value, cfg, params, source, overwrite=_OVERWRITE.value)
+    try:
+        predictor = restore_predictor(workdir, step, config, cfg)
+    except ConfigError as e:  # the encoder is what downstream needs: export it anyway
+        print(f"note: the predictor is not exported: {e}")
+        predictor = None
+    out = write_encoder_dir(
+        _OUT.value, cfg, params, source, overwrite=_OVERWRITE.value, predictor=predictor
+    )
     n = sum(int(x.size) for x in jax.tree.leaves(params))
     print(
         f"exported the target encoder of {workdir} at step {step} ({n / 1e6:.2f}M params, "

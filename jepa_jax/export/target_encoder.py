@@ -1,8 +1,9 @@
 """Reading the target encoder out of a training workdir's orbax checkpoints.
 
-Only `target_params/encoder` is read (orbax partial restore), not the optimizer state, and its
-shapes are checked against the model the workdir's config.json describes before any array is
-read, so a checkpoint of another model size is a clear error rather than a shape crash.
+Only `target_params/encoder` (and, for exports, `params/predictor`) is read (orbax partial
+restore), not the optimizer state, and its shapes are checked against the model the workdir's
+config.json describes before any array is read, so a checkpoint of another model size is a
+clear error rather than a shape crash.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from jepa_jax.models.layers import unstack_layers
 from jepa_jax.models.param_layout import check_same_shapes
 
 TARGET_ENCODER = ("target_params", "encoder")
+PREDICTOR = ("params", "predictor")
 
 
 @contextlib.contextmanager
@@ -68,17 +70,7 @@ def restore_target_encoder(
     config = rundir.read_config(workdir)
     cfg = EncoderConfig.from_train_config(config)
     state_dir = os.path.join(workdir, rundir.CHECKPOINT_DIR, str(step), rundir.STATE_ITEM)
-    checkpointer = ocp.PyTreeCheckpointer()
-    with _quiet_orbax():
-        metadata = checkpointer.metadata(state_dir).item_metadata.tree
-    try:
-        stored = metadata[TARGET_ENCODER[0]][TARGET_ENCODER[1]]
-    except (KeyError, TypeError) as e:
-        raise ConfigError(f"checkpoint {state_dir!r} has no target_params/encoder") from e
-    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), stored
-    )
+    abstract = _stored(state_dir, TARGET_ENCODER, sharding)
     check_same_shapes(
         expected_encoder_shapes(cfg),
         jax.eval_shape(unstack_layers, abstract),  # exports use the unscanned layout
@@ -88,9 +80,70 @@ def restore_target_encoder(
         expected_short="model",
         actual_short="checkpoint",
     )
-    item = {TARGET_ENCODER[0]: {TARGET_ENCODER[1]: abstract}}
+    params = unstack_layers(_restore(state_dir, TARGET_ENCODER, abstract))
+    return config, cfg, params, step
+
+
+def restore_predictor(
+    workdir: str, step: int, config: Any, encoder: EncoderConfig
+) -> tuple[Any, Any]:
+    """(Predictor module, unscanned params) of a JEPA run's checkpoint at `step`, on the first
+    device, with the run's config and its encoder's description.
+
+    Raises:
+      ConfigError: the checkpoint's predictor does not match the module the config describes
+        (e.g. a checkpoint written before the predictor's heads shared one final norm).
+    """
+    from jepa_jax.models import build_predictor
+    from jepa_jax.models.init import init_predictor_params
+    from jepa_jax.models.vit import token_grid
+
+    levels = max(1, len(encoder.output_levels))
+    predictor = build_predictor(
+        {**config["model"], "dtype": "float32", "scan_layers": False},
+        encoder.width * levels,
+        len(config["mask"]["blocks"]),
+        context_head=float(config["loss"].get("context_weight", 0.0)) > 0,
+        in_levels=levels,
+    )
+    grid = token_grid((1,) + encoder.input_shape, encoder.patch_size, encoder.tubelet_size)
+    expected = nn.meta.unbox(
+        jax.eval_shape(lambda k: init_predictor_params(predictor, k, grid, 4, 4), jax.random.key(0))
+    )
+    state_dir = os.path.join(workdir, rundir.CHECKPOINT_DIR, str(step), rundir.STATE_ITEM)
+    abstract = _stored(state_dir, PREDICTOR, None)
+    check_same_shapes(
+        expected,
+        jax.eval_shape(unstack_layers, abstract),
+        "the predictor config.json describes",
+        f"the checkpoint's predictor at step {step}",
+        expected_short="model",
+        actual_short="checkpoint",
+    )
+    return predictor, unstack_layers(_restore(state_dir, PREDICTOR, abstract))
+
+
+def _stored(state_dir: str, key: tuple[str, str], sharding: jax.sharding.Sharding | None) -> Any:
+    """ShapeDtypeStructs (placed with `sharding`, default the first device) of the subtree
+    `key` of a checkpoint's state, read from its metadata only."""
+    checkpointer = ocp.PyTreeCheckpointer()
     with _quiet_orbax():
-        restored = checkpointer.restore(
+        metadata = checkpointer.metadata(state_dir).item_metadata.tree
+    try:
+        stored = metadata[key[0]][key[1]]
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"checkpoint {state_dir!r} has no {'/'.join(key)}") from e
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), stored
+    )
+
+
+def _restore(state_dir: str, key: tuple[str, str], abstract: Any) -> Any:
+    """The subtree `key` of a checkpoint's state (orbax partial restore: nothing else is read)."""
+    item = {key[0]: {key[1]: abstract}}
+    with _quiet_orbax():
+        restored = ocp.PyTreeCheckpointer().restore(
             state_dir,
             args=ocp.args.PyTreeRestore(
                 item=item,
@@ -98,5 +151,4 @@ def restore_target_encoder(
                 partial_restore=True,
             ),
         )
-    params = unstack_layers(restored[TARGET_ENCODER[0]][TARGET_ENCODER[1]])
-    return config, cfg, params, step
+    return restored[key[0]][key[1]]
