@@ -94,18 +94,11 @@ def restore_predictor(
       ConfigError: the checkpoint's predictor does not match the module the config describes
         (e.g. a checkpoint written before the predictor's heads shared one final norm).
     """
-    from jepa_jax.models import build_predictor
+    from jepa_jax.models import build_jepa_predictor
     from jepa_jax.models.init import init_predictor_params
     from jepa_jax.models.vit import token_grid
 
-    levels = max(1, len(encoder.output_levels))
-    predictor = build_predictor(
-        {**config["model"], "dtype": "float32", "scan_layers": False},
-        encoder.width * levels,
-        len(config["mask"]["blocks"]),
-        context_head=float(config["loss"].get("context_weight", 0.0)) > 0,
-        in_levels=levels,
-    )
+    predictor = build_jepa_predictor(config, encoder.build(), dtype="float32", scan_layers=False)
     grid = token_grid((1,) + encoder.input_shape, encoder.patch_size, encoder.tubelet_size)
     expected = nn.meta.unbox(
         jax.eval_shape(lambda k: init_predictor_params(predictor, k, grid, 4, 4), jax.random.key(0))

@@ -135,6 +135,23 @@ def build_predictor(
     )
 
 
+def build_jepa_predictor(
+    config: Mapping[str, Any], encoder: VisionTransformer, **model_overrides: Any
+) -> Predictor:
+    """The predictor of a JEPA run's config beside its `encoder`: one mask token per mask config
+    (`mask.blocks`), the dense loss's context head when `loss.context_weight` > 0, the encoder's
+    output levels fused at its input; `model_overrides` replace `config.model` keys (e.g. the
+    unscanned float32 layout exports use)."""
+    model = {**config["model"], **model_overrides} if model_overrides else config["model"]
+    return build_predictor(
+        model,
+        encoder.width * encoder.num_levels,
+        len(config["mask"]["blocks"]),
+        context_head=float(config["loss"].get("context_weight", 0.0)) > 0,
+        in_levels=encoder.num_levels,
+    )
+
+
 __all__ = [
     "DTYPES",
     "ENCODER_PRESETS",
@@ -142,6 +159,7 @@ __all__ = [
     "Predictor",
     "VisionTransformer",
     "build_encoder",
+    "build_jepa_predictor",
     "build_predictor",
     "compute_dtype",
     "patchify",

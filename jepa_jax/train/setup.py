@@ -22,7 +22,7 @@ from jepa_jax.models import (
     Predictor,
     VisionTransformer,
     build_encoder,
-    build_predictor,
+    build_jepa_predictor,
     compute_dtype,
     token_grid,
 )
@@ -217,13 +217,7 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
     image_sampler = image_stream_from_config(config, example_shape, len(sampler.specs))
     encoder = build_encoder(config.model)
     context_weight, context_ramp = dense_loss_from_config(config)
-    predictor = build_predictor(
-        config.model,
-        encoder.width * encoder.num_levels,
-        len(sampler.specs),
-        context_head=context_weight > 0,
-        in_levels=encoder.num_levels,
-    )
+    predictor = build_jepa_predictor(config, encoder)
     total_steps = int(config.total_steps)
     tx = optim.make_optimizer(config.optim, total_steps)
     ema_target, stop_gradient = target_mode_from_config(config)

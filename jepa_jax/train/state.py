@@ -119,9 +119,10 @@ def load_pretrained(state: dict, shardings: Any, path: str, with_predictor: bool
         "target_params": dict(state["target_params"]),
     }
     for (part, name), tree in pieces.items():
-        tree = jax.device_get(tree)
         if scanned:
             tree = stack_layers(tree)
+        # One host float32 copy per leaf; every shard's callback slices it.
+        tree = jax.tree.map(lambda a: np.asarray(a, np.float32), jax.device_get(tree))
         check_same_shapes(
             state[part][name],
             tree,
@@ -131,9 +132,7 @@ def load_pretrained(state: dict, shardings: Any, path: str, with_predictor: bool
             actual_short="export",
         )
         state[part][name] = jax.tree.map(
-            lambda x, s: jax.make_array_from_callback(
-                np.shape(x), s, lambda idx, x=x: np.asarray(x, np.float32)[idx]
-            ),
+            lambda x, s: jax.make_array_from_callback(x.shape, s, x.__getitem__),
             tree,
             shardings[part][name],
         )
