@@ -314,6 +314,12 @@ def world_model_config() -> ml_collections.ConfigDict:
     on the fly from (seed, step)."""
     return ml_collections.ConfigDict(
         dict(
+            # vit_ac: ViT patch tokens + block-causal transformer predictor (V-JEPA 2-AC);
+            # conv_gru: conv encoder, one latent per frame (size model.encoder.width) + GRU
+            # predictor whose hidden state is the latent (eb_jepa's Two Rooms model).
+            architecture="vit_ac",
+            conv_channels=(16, 32, 32),  # conv_gru: channels of the stride-2 convolutions
+            prediction_distance="l1",  # l1 | l2: teacher-forcing and rollout loss
             action_chunk=4,  # env steps per model step: the action token is their k actions
             num_steps=8,  # model steps per training sequence (num_steps + 1 frames)
             heading_std=0.45,  # exploration: heading drift per env step, radians
@@ -354,6 +360,9 @@ def plan_config() -> ml_collections.ConfigDict:
             replan_every=1,  # model steps executed before replanning
             warm_start=True,  # start from the previous plan, shifted, instead of mean 0
             hold_actions=True,  # one action per model step, repeated for its env steps
+            # Model steps each planned action is held for: horizon / action_repeat actions are
+            # searched, so the same samples explore farther (e.g. around the wall).
+            action_repeat=1,
             max_steps=200,  # env steps allowed per episode
             success_radius=4.5,  # success: within this distance of the goal (pixels)
             # True: the agent stops on arrival (first-arrival success); False: every episode

@@ -187,3 +187,21 @@ def test_bad_plan_settings_are_config_errors():
     plan.replan_every = plan.horizon + 1
     with pytest.raises(ConfigError, match="plan.replan_every"):
         mpc.settings_from_config(plan)
+    plan = config_lib.plan_config()
+    plan.action_repeat = 3  # does not divide the horizon of 16
+    with pytest.raises(ConfigError, match="plan.action_repeat=3 is invalid"):
+        mpc.settings_from_config(plan)
+
+
+def test_held_actions_reach_the_goal_and_are_held():
+    # action_repeat=2: the planner searches 4 actions for a horizon of 8 model steps, each held
+    # for 2 model steps (8 env steps); executing 2 model steps per plan runs one action 8 times.
+    env = two_rooms.TwoRooms()
+    settings = dataclasses.replace(small_mpc(max_steps=120), action_repeat=2, replan_every=2)
+    task = door_task(30.0, (12.0, 28.0), (52.0, 33.0))
+    agent = agents.SimulatorAgent(env, action_chunk=4)
+    out = jax.jit(lambda t, k: mpc.run_episode(settings, agent, {}, t, k))(task, jax.random.key(0))
+    assert bool(out["success"])
+    path = np.asarray(out["path"])
+    moves = np.diff(path[:9], axis=0)  # the first plan's 8 env steps, in the free left room
+    np.testing.assert_allclose(moves, np.broadcast_to(moves[0], moves.shape), atol=1e-5)

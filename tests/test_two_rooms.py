@@ -134,3 +134,17 @@ def test_policy_config_errors_name_the_world_model_key():
         trajectories.policy_from_config(keys)
     keys["door_rate"] = 0.35
     assert trajectories.policy_from_config(keys).door_rate == 0.35
+
+
+def test_channel_statistics_are_the_pixels_mean_and_std():
+    # Every layout has the same number of wall pixels, and a blob well inside the image sums to
+    # its analytic mass (the discretisation error of a Gaussian of std 1.5 is ~exp(-2 pi^2 s^2),
+    # negligible), so the analytic statistics equal the empirical ones to float32 rounding.
+    keys = jax.random.split(jax.random.key(0), 16)
+    layouts = jax.vmap(lambda k: two_rooms.sample_layout(ENV, k))(keys)
+    pos = jax.random.uniform(jax.random.key(1), (16, 2), minval=12.0, maxval=52.0)
+    frames = jax.vmap(lambda lay, p: two_rooms.render(ENV, lay, p))(layouts, pos)
+    mean, std = two_rooms.channel_statistics(ENV)
+    pixels = np.asarray(frames, np.float64).reshape(16, -1, 2)
+    np.testing.assert_allclose(pixels.mean(1), np.broadcast_to(mean, (16, 2)), rtol=1e-4)
+    np.testing.assert_allclose(pixels.std(1), np.broadcast_to(std, (16, 2)), rtol=1e-4)

@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jepa_jax.errors import need_under
 
@@ -280,6 +281,26 @@ def agent_image(env: TwoRooms, pos: jax.Array) -> jax.Array:
     gx = jnp.exp(-jnp.square(c - pos[0]) / (2 * env.dot_std**2))
     gy = jnp.exp(-jnp.square(c - pos[1]) / (2 * env.dot_std**2))
     return gy[:, None] * gx[None, :]  # separable: rows from y, columns from x
+
+
+def channel_statistics(env: TwoRooms) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Per-channel (mean, std) of an observation's pixels, ((agent, wall), (agent, wall)), to
+    standardise frames as eb_jepa does: raw, the wall channel (~10% of the pixels) outweighs the
+    agent's small blob, and a conv encoder then learns the layout long before the position.
+
+    Agent: a blob of peak 1 has sum 2 pi s^2 and sum of squares pi s^2 (s = dot_std), so over
+    size^2 pixels mean = 2 pi s^2 / size^2 and E[x^2] = pi s^2 / size^2 (border truncation
+    ignored). Wall: the pixel count is the same in every layout, so the fixed one's image gives
+    it exactly."""
+    n = float(env.size) ** 2
+    s2 = float(env.dot_std) ** 2
+    agent_mean, agent_sq = 2.0 * np.pi * s2 / n, np.pi * s2 / n
+    wx, dy = env.fixed_layout
+    walls = np.asarray(wall_image(env, {"wall_x": jnp.float32(wx), "door_y": jnp.float32(dy)}))
+    wall_mean = float(walls.mean())  # binary: E[x^2] = E[x]
+    mean = (agent_mean, wall_mean)
+    std = (float(np.sqrt(agent_sq - agent_mean**2)), float(np.sqrt(wall_mean - wall_mean**2)))
+    return mean, std
 
 
 def render(env: TwoRooms, layout: Layout, pos: jax.Array) -> jax.Array:

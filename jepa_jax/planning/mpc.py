@@ -34,6 +34,7 @@ class MpcSettings:
     replan_every: int = 1  # model steps executed per plan
     warm_start: bool = True
     hold_actions: bool = True  # plan one action per model step, held for its env steps
+    action_repeat: int = 1  # model steps each planned action is held for (a coarser search)
     max_steps: int = 200  # env steps
     success_radius: float = 4.5  # pixels
     stop_at_goal: bool = True  # False: run the whole budget (the reference's final-step rule)
@@ -48,6 +49,7 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
         replan_every=int(plan["replan_every"]),
         warm_start=bool(plan["warm_start"]),
         hold_actions=bool(plan["hold_actions"]),
+        action_repeat=int(plan.get("action_repeat", 1)),
         max_steps=int(plan["max_steps"]),
         success_radius=float(plan["success_radius"]),
         stop_at_goal=bool(plan.get("stop_at_goal", True)),
@@ -57,6 +59,12 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
     need(s.init_std > 0, "init_std", s.init_std, "a number > 0")
     every = f"an integer in [1, plan.horizon={s.horizon}]"
     need(1 <= s.replan_every <= s.horizon, "replan_every", s.replan_every, every)
+    need(
+        s.action_repeat >= 1 and s.horizon % s.action_repeat == 0,
+        "action_repeat",
+        s.action_repeat,
+        f"an integer >= 1 that divides plan.horizon={s.horizon}",
+    )
     need(s.max_steps >= 1, "max_steps", s.max_steps, "an integer >= 1")
     need(s.success_radius > 0, "success_radius", s.success_radius, "a number > 0")
     need(plan["energy"] in ENERGIES, "energy", plan["energy"], f"one of {ENERGIES}")
@@ -90,7 +98,11 @@ def run_episode(
     goal_ctx = agent.goal(params, task)
     path0 = jnp.broadcast_to(task["start"], (settings.max_steps + 1, 2))
 
-    def to_tokens(plans):  # planner variables [..., H, 2 or A] -> action tokens [..., H, A]
+    repeat = settings.action_repeat
+    knots = horizon // repeat  # planned actions per sequence
+
+    def to_tokens(plans):  # planner variables [..., H/r, 2 or A] -> action tokens [..., H, A]
+        plans = jnp.repeat(plans, repeat, axis=-2)
         if settings.hold_actions:
             return jnp.tile(plans, (1,) * (plans.ndim - 1) + (chunk,))
         return plans
@@ -122,13 +134,14 @@ def run_episode(
         plan, _ = planners.optimize(
             settings.planner, cost_fn, k_plan, mean, settings.init_std, clip_tokens
         )
-        actions = env_actions(env, to_tokens(plan[:execute])).reshape(-1, 2)
+        actions = env_actions(env, to_tokens(plan)[:execute]).reshape(-1, 2)
         (pos, t, done, path), _ = jax.lax.scan(run_actions, (pos, t, done, path), actions)
-        if settings.warm_start:  # the rest of the plan, then zeros
-            mean = jnp.concatenate([plan[execute:], jnp.zeros_like(plan[:execute])])
+        if settings.warm_start:  # the rest of the plan, then zeros (in whole planned actions)
+            done_knots = execute // repeat
+            mean = jnp.concatenate([plan[done_knots:], jnp.zeros_like(plan[:done_knots])])
         return pos, t, done, path, mean, replans + 1, key
 
-    mean0 = jnp.zeros((horizon, 2 if settings.hold_actions else 2 * chunk), jnp.float32)
+    mean0 = jnp.zeros((knots, 2 if settings.hold_actions else 2 * chunk), jnp.float32)
     init = (task["start"], jnp.int32(0), arrived(task["start"]), path0, mean0, jnp.int32(0), key)
     pos, t, done, path, _, replans, _ = jax.lax.while_loop(keep_going, replan, init)
     # Hold the final position for the steps after the episode ended.

@@ -1,8 +1,13 @@
 """The world model: frame encoder + action-conditioned predictor, and what is built from them
 (latents, next-step predictions, autoregressive rollouts), as pure functions of params.
 
-Latents are per-frame patch tokens [P, D] after a non-affine LayerNorm (as V-JEPA 2-AC normalises
-both its targets and its predictions), so predictions can be fed back as inputs.
+Two architectures (`world_model.architecture`):
+  "vit_ac"   (V-JEPA 2-AC) a ViT encoder's patch tokens and a block-causal transformer predictor;
+  "conv_gru" (eb_jepa) a small conv encoder with one latent per frame and a GRU predictor whose
+             hidden state is the latent.
+Latents are per-frame tokens [P, D] (P = 1 for conv_gru) after a non-affine LayerNorm (as V-JEPA
+2-AC normalises both its targets and its predictions, and eb_jepa passes both through one
+LayerNorm), so predictions can be fed back as inputs.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jepa_jax.envs.two_rooms import TwoRooms
+from jepa_jax.envs.two_rooms import TwoRooms, channel_statistics
 from jepa_jax.models import build_encoder, compute_dtype, token_grid
 from jepa_jax.models.ac_predictor import ActionConditionedPredictor
+from jepa_jax.models.conv_encoder import ConvEncoder
+from jepa_jax.models.gru_predictor import GRUPredictor
 from jepa_jax.models.inputs import layer_norm_nonaffine
 from jepa_jax.models.vit import VisionTransformer
+
+ARCHITECTURES = ("vit_ac", "conv_gru")
 
 
 class InverseDynamics(nn.Module):
@@ -49,8 +58,8 @@ class WorldModel:
     """
 
     env: TwoRooms
-    encoder: VisionTransformer
-    predictor: ActionConditionedPredictor
+    encoder: VisionTransformer | ConvEncoder
+    predictor: ActionConditionedPredictor | GRUPredictor
     idm: InverseDynamics
     action_chunk: int
     use_state: bool
@@ -162,9 +171,30 @@ class WorldModel:
 
 
 def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
-    """The world model of a config (`model.encoder`, `model.predictor`, `world_model`)."""
+    """The world model of a config (`world_model`; for "vit_ac" also `model.encoder` and
+    `model.predictor`; for "conv_gru" `model.encoder.width` is the latent size D)."""
     wm = config["world_model"]
     model_cfg = config["model"]
+    chunk = int(wm["action_chunk"])
+    idm = InverseDynamics(hidden=int(wm["idm_hidden"]), action_dim=2)
+    use_state = bool(wm["use_state"])
+    if wm["architecture"] == "conv_gru":
+        width = int(model_cfg["encoder"]["width"])
+        mean, std = channel_statistics(env)
+        return WorldModel(
+            env=env,
+            encoder=ConvEncoder(
+                channels=tuple(int(c) for c in wm["conv_channels"]),
+                width=width,
+                input_mean=mean,
+                input_std=std,
+                dtype=compute_dtype(model_cfg),
+            ),
+            predictor=GRUPredictor(width=width, use_state=use_state),
+            idm=idm,
+            action_chunk=chunk,
+            use_state=use_state,
+        )
     encoder = build_encoder(model_cfg)
     grid = token_grid((1, env.size, env.size, 2), int(model_cfg["encoder"]["patch_size"]), 1)
     pred = model_cfg["predictor"]
@@ -176,20 +206,18 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
         mlp_dim=int(round(width * float(pred["mlp_ratio"]))),
         out_width=encoder.width,
         grid=grid,
-        use_state=bool(wm["use_state"]),
+        use_state=use_state,
         dtype=compute_dtype(model_cfg),
         gelu_approximate=bool(model_cfg["gelu_approximate"]),
         scan=bool(model_cfg["scan_layers"]),
         remat_policy=str(model_cfg["remat_policy"]),
         attention_impl=str(model_cfg["attention_impl"]),
     )
-    chunk = int(wm["action_chunk"])
-    idm = InverseDynamics(hidden=int(wm["idm_hidden"]), action_dim=2)
     return WorldModel(
         env=env,
         encoder=encoder,
         predictor=predictor,
         idm=idm,
         action_chunk=chunk,
-        use_state=bool(wm["use_state"]),
+        use_state=use_state,
     )

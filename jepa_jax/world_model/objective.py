@@ -9,6 +9,7 @@ With z_t = LN(encoder(frame_t)) for t = 0..T and the block-causal predictor P:
                    inverse-dynamics error |IDM(z_t, z_{t+1}) - mean(a_t)|^2 (joint training
                    only; the mean over the chunk's env actions, because only their net effect
                    shows between two frames).
+|.| is L1 (V-JEPA 2-AC) or squared error (eb_jepa), `world_model.prediction_distance`.
 Targets carry gradients into a jointly trained encoder, as in eb_jepa; with a frozen encoder
 they are constants.
 """
@@ -36,6 +37,19 @@ LOSS_WEIGHTS = (
 REGULARISERS = ("variance", "covariance", "time_similarity", "inverse_dynamics")
 
 
+PREDICTION_DISTANCES = ("l1", "l2")
+
+
+def prediction_error(pred: jax.Array, target: jax.Array, distance: str) -> jax.Array:
+    """Mean |pred - target| ("l1") or mean (pred - target)^2 ("l2") over all elements."""
+    diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
+    if distance == "l1":
+        return jnp.mean(jnp.abs(diff))
+    if distance == "l2":
+        return jnp.mean(jnp.square(diff))
+    raise ValueError(f"unknown prediction distance {distance!r}; expected {PREDICTION_DISTANCES}")
+
+
 def time_similarity(z: jax.Array) -> jax.Array:
     """Mean squared difference of consecutive latents: z [B, T, ...] -> scalar. Makes the latent
     change smoothly along a trajectory."""
@@ -52,6 +66,7 @@ class WorldModelObjective:
     rollout_steps: int
     encoder_trainable: bool
     variance_target: float = 1.0
+    distance: str = "l1"
 
     @classmethod
     def from_config(cls, model: WorldModel, wm: Mapping[str, Any]) -> WorldModelObjective:
@@ -61,10 +76,11 @@ class WorldModelObjective:
             rollout_steps=int(wm["rollout_steps"]),
             encoder_trainable=bool(wm["encoder_trainable"]),
             variance_target=float(wm["variance_target"]),
+            distance=str(wm["prediction_distance"]),
         )
 
     def rollout_loss(self, predictor_params, z, actions, states, first_pred) -> jax.Array:
-        """L1 of an R-step autoregressive rollout from z_0 against z_1..z_R.
+        """Error of an R-step autoregressive rollout from z_0 against z_1..z_R.
 
         As V-JEPA 2-AC: ẑ_1 is the teacher-forced prediction of step 1 (`first_pred`, identical
         by block-causality), then the predictor runs on the growing sequence [z_0, ẑ_1..ẑ_n]
@@ -76,7 +92,7 @@ class WorldModelObjective:
             s = None if states is None else states[:, :n]
             pred = self.model.predict(predictor_params, seq, actions[:, :n], s)
             seq = jnp.concatenate([seq, pred[:, -1:]], axis=1)
-        return jnp.mean(jnp.abs(seq[:, 1:] - z[:, 1 : self.rollout_steps + 1]))
+        return prediction_error(seq[:, 1:], z[:, 1 : self.rollout_steps + 1], self.distance)
 
     def __call__(self, params: Any, frozen: Any, batch: Mapping[str, jax.Array]):
         """Loss of one batch.
@@ -100,7 +116,7 @@ class WorldModelObjective:
         pred = self.model.predict(
             params["predictor"], z[:, :t], actions, None if states is None else states[:, :t]
         )
-        terms = {"teacher_forcing": jnp.mean(jnp.abs(pred - z[:, 1:]))}
+        terms = {"teacher_forcing": prediction_error(pred, z[:, 1:], self.distance)}
         terms["rollout"] = self.rollout_loss(params["predictor"], z, actions, states, pred[:, 0])
         if self.encoder_trainable:
             terms["variance"], terms["covariance"] = vicreg_terms(z, self.variance_target)

@@ -24,6 +24,7 @@ from jepa_jax import rundir
 from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
 from jepa_jax.errors import need
+from jepa_jax.models.conv_encoder import ConvEncoder
 from jepa_jax.models.init import init_encoder_params
 from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
@@ -32,8 +33,8 @@ from jepa_jax.train.monitors import feature_stats
 from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
 from jepa_jax.train.state import abstract_state, create_state, new_state
 from jepa_jax.world_model import data
-from jepa_jax.world_model.model import WorldModel, build_world_model
-from jepa_jax.world_model.objective import WorldModelObjective
+from jepa_jax.world_model.model import ARCHITECTURES, WorldModel, build_world_model
+from jepa_jax.world_model.objective import PREDICTION_DISTANCES, WorldModelObjective
 
 # The data stream's seed is derived from config.seed, apart from the init's.
 DATA_SEED_OFFSET = 3
@@ -56,6 +57,27 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
         need(float(value) >= 0, f"world_model.{key}_weight", value, "a number >= 0")
     value = wm.inverse_dynamics_weight
     need(float(value) >= 0, "world_model.inverse_dynamics_weight", value, "a number >= 0")
+    need(
+        wm.architecture in ARCHITECTURES,
+        "world_model.architecture",
+        wm.architecture,
+        f"one of {ARCHITECTURES}",
+    )
+    need(
+        wm.prediction_distance in PREDICTION_DISTANCES,
+        "world_model.prediction_distance",
+        wm.prediction_distance,
+        f"one of {PREDICTION_DISTANCES}",
+    )
+    if wm.architecture == "conv_gru":
+        channels = tuple(wm.conv_channels)
+        need(
+            len(channels) >= 1 and all(int(c) >= 1 for c in channels),
+            "world_model.conv_channels",
+            channels,
+            "a non-empty tuple of integers >= 1",
+        )
+        return
     size, patch = int(config.env.image_size), int(config.model.encoder.patch_size)
     need(
         patch >= 1 and size % patch == 0,
@@ -164,15 +186,19 @@ def make_init_fn(
 
     def init(rng):
         k_enc, k_pred, k_idm = jax.random.split(rng, 3)
-        encoder = init_encoder_params(model.encoder, k_enc, model.frame_shape)
         grid = model.predictor.grid
         z = jnp.zeros((1, num_steps, grid[0] * grid[1], model.encoder.width), jnp.float32)
         a = jnp.zeros((1, num_steps, model.action_dim), jnp.float32)
         s = jnp.zeros((1, num_steps, 2), jnp.float32) if model.use_state else None
         predictor = dict(model.predictor.init(k_pred, z, a, s)["params"])
-        predictor["transformer"] = rescale_residual_projections(
-            predictor["transformer"], model.predictor.depth
-        )
+        if isinstance(model.encoder, ConvEncoder):  # conv_gru
+            frame = jnp.zeros((1,) + model.frame_shape, jnp.float32)
+            encoder = model.encoder.init(k_enc, frame)["params"]
+        else:  # vit_ac: the reference inits, residual projections rescaled by depth
+            encoder = init_encoder_params(model.encoder, k_enc, model.frame_shape)
+            predictor["transformer"] = rescale_residual_projections(
+                predictor["transformer"], model.predictor.depth
+            )
         params = {"predictor": predictor}
         frozen = {}
         if encoder_trainable:
