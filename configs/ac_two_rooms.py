@@ -15,9 +15,8 @@ rescaled to our units: squared error over an 8-step rollout; variance 16; covari
 8 / (D - 1) (ours sums the squared off-diagonal covariances / D, theirs averages over D (D - 1));
 time similarity 48 / chunk^2 (eb_jepa's 12, x4 for the narrower latent; a model step here moves
 the agent `action_chunk` env steps, and squared latent differences grow with the square of the
-move); inverse dynamics 10 (ours regresses
-the chunk's mean action in units of max_norm = 2.5 px, eb_jepa the raw action in px, ~6-10x
-larger squared):
+move); inverse dynamics 10 (ours regresses the chunk's mean action in units of max_norm =
+2.5 px, eb_jepa the raw action in px, ~6-10x larger squared):
 
   jepa-jax train --config=configs/ac_two_rooms.py:arch=conv_gru --workdir=workdirs/ac_conv_gru
 """
@@ -77,8 +76,6 @@ def get_config(arg=None):
         c.model.encoder.width = d
         chunk = c.world_model.action_chunk
         c.world_model.update(
-            architecture="conv_gru",
-            action_chunk=chunk,
             prediction_distance="l2",
             rollout_steps=8,
             teacher_forcing_weight=0.0,  # the rollout's first step is the teacher-forced one

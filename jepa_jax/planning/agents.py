@@ -23,9 +23,9 @@ import jax.numpy as jnp
 
 from jepa_jax.envs import two_rooms
 from jepa_jax.envs.two_rooms import TwoRooms
-from jepa_jax.planning.energy import latent_distance, reduce_over_horizon
+from jepa_jax.planning.energy import reduce_over_horizon
 from jepa_jax.planning.planners import CostFn
-from jepa_jax.world_model.model import WorldModel
+from jepa_jax.world_model.model import WorldModel, latent_distance
 
 
 def env_actions(env: TwoRooms, tokens: jax.Array) -> jax.Array:

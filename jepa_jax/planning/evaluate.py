@@ -159,7 +159,7 @@ def energy_quality(
       {"spearman_geodesic", "spearman_euclidean": mean rank correlation over tasks,
        "latent" / "geodesic" / "euclidean": float [num_tasks, positions_per_task]}.
     """
-    from jepa_jax.planning.energy import latent_distance
+    from jepa_jax.world_model.model import latent_distance
 
     key = jax.random.fold_in(jax.random.key(seed), ENERGY_QUALITY_SEED_OFFSET)
     tasks = make_tasks(env, seed + ENERGY_QUALITY_SEED_OFFSET, num_tasks, margin)

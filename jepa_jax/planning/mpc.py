@@ -21,7 +21,8 @@ from jepa_jax.envs import two_rooms
 from jepa_jax.errors import need_under
 from jepa_jax.planning import planners
 from jepa_jax.planning.agents import clip_tokens, env_actions
-from jepa_jax.planning.energy import DISTANCES, ENERGIES
+from jepa_jax.planning.energy import ENERGIES
+from jepa_jax.world_model.model import DISTANCES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,19 @@ from jepa_jax.models.inputs import layer_norm_nonaffine
 from jepa_jax.models.vit import VisionTransformer
 
 ARCHITECTURES = ("vit_ac", "conv_gru")
+DISTANCES = ("l1", "l2")
+
+
+def latent_distance(pred: jax.Array, goal: jax.Array, kind: str) -> jax.Array:
+    """Mean |pred - goal| (l1) or mean (pred - goal)^2 (l2) over the last two axes (tokens,
+    dims): the prediction loss (goal = target latents [..., P, D]) and the planning energy
+    (pred [..., H, P, D], goal [P, D] -> [..., H])."""
+    diff = pred.astype(jnp.float32) - goal.astype(jnp.float32)
+    if kind == "l1":
+        return jnp.mean(jnp.abs(diff), axis=(-2, -1))
+    if kind == "l2":
+        return jnp.mean(jnp.square(diff), axis=(-2, -1))
+    raise ValueError(f"unknown distance {kind!r}; expected one of {DISTANCES}")
 
 
 class InverseDynamics(nn.Module):

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jepa_jax.train.regularizers import vicreg_terms
-from jepa_jax.world_model.model import WorldModel
+from jepa_jax.world_model.model import WorldModel, latent_distance
 
 LOSS_WEIGHTS = (
     "teacher_forcing",
@@ -35,19 +35,6 @@ LOSS_WEIGHTS = (
     "inverse_dynamics",
 )
 REGULARISERS = ("variance", "covariance", "time_similarity", "inverse_dynamics")
-
-
-PREDICTION_DISTANCES = ("l1", "l2")
-
-
-def prediction_error(pred: jax.Array, target: jax.Array, distance: str) -> jax.Array:
-    """Mean |pred - target| ("l1") or mean (pred - target)^2 ("l2") over all elements."""
-    diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
-    if distance == "l1":
-        return jnp.mean(jnp.abs(diff))
-    if distance == "l2":
-        return jnp.mean(jnp.square(diff))
-    raise ValueError(f"unknown prediction distance {distance!r}; expected {PREDICTION_DISTANCES}")
 
 
 def time_similarity(z: jax.Array) -> jax.Array:
@@ -92,7 +79,7 @@ class WorldModelObjective:
             s = None if states is None else states[:, :n]
             pred = self.model.predict(predictor_params, seq, actions[:, :n], s)
             seq = jnp.concatenate([seq, pred[:, -1:]], axis=1)
-        return prediction_error(seq[:, 1:], z[:, 1 : self.rollout_steps + 1], self.distance)
+        return latent_distance(seq[:, 1:], z[:, 1 : self.rollout_steps + 1], self.distance).mean()
 
     def __call__(self, params: Any, frozen: Any, batch: Mapping[str, jax.Array]):
         """Loss of one batch.
@@ -116,7 +103,7 @@ class WorldModelObjective:
         pred = self.model.predict(
             params["predictor"], z[:, :t], actions, None if states is None else states[:, :t]
         )
-        terms = {"teacher_forcing": prediction_error(pred, z[:, 1:], self.distance)}
+        terms = {"teacher_forcing": latent_distance(pred, z[:, 1:], self.distance).mean()}
         terms["rollout"] = self.rollout_loss(params["predictor"], z, actions, states, pred[:, 0])
         if self.encoder_trainable:
             terms["variance"], terms["covariance"] = vicreg_terms(z, self.variance_target)

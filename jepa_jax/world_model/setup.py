@@ -33,8 +33,8 @@ from jepa_jax.train.monitors import feature_stats
 from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
 from jepa_jax.train.state import abstract_state, create_state, new_state
 from jepa_jax.world_model import data
-from jepa_jax.world_model.model import ARCHITECTURES, WorldModel, build_world_model
-from jepa_jax.world_model.objective import PREDICTION_DISTANCES, WorldModelObjective
+from jepa_jax.world_model.model import ARCHITECTURES, DISTANCES, WorldModel, build_world_model
+from jepa_jax.world_model.objective import WorldModelObjective
 
 # The data stream's seed is derived from config.seed, apart from the init's.
 DATA_SEED_OFFSET = 3
@@ -64,10 +64,10 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
         f"one of {ARCHITECTURES}",
     )
     need(
-        wm.prediction_distance in PREDICTION_DISTANCES,
+        wm.prediction_distance in DISTANCES,
         "world_model.prediction_distance",
         wm.prediction_distance,
-        f"one of {PREDICTION_DISTANCES}",
+        f"one of {DISTANCES}",
     )
     if wm.architecture == "conv_gru":
         channels = tuple(wm.conv_channels)
