@@ -140,3 +140,47 @@ def test_conv_gru_world_model_is_markov_and_plans():
     params = {"encoder": state["params"]["encoder"], "predictor": state["params"]["predictor"]}
     results = evaluate.evaluate_all(config, model, params, ("model",), episodes=2)
     assert results["model"]["summary"]["episodes"] == 2
+
+
+def test_gru_predictor_wider_cell_starts_as_identity_and_is_markov():
+    """gru_hidden > D: the cell starts from a projection of the latent and its output is
+    projected back (zero-initialised), so the untrained model predicts "nothing changes"; each
+    output depends on its own step's latent and action only; a negative width is a config
+    error naming the key."""
+    from jepa_jax.errors import ConfigError
+    from jepa_jax.models.gru_predictor import GRUPredictor
+    from jepa_jax.world_model.setup import validate_world_model_config
+
+    d, hidden = 8, 24
+    module = GRUPredictor(width=d, hidden=hidden)
+    z = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 1, d))
+    a = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 4))
+    params = module.init(jax.random.PRNGKey(2), z, a)["params"]
+    assert params["hidden_in"]["kernel"].shape == (d, hidden)
+    assert params["out"]["kernel"].shape == (hidden, d)
+    np.testing.assert_allclose(module.apply({"params": params}, z, a), z)
+    # Markov: with a non-zero output projection, step 3 alone equals step 3 of the sequence.
+    params["out"]["kernel"] = jax.random.normal(jax.random.PRNGKey(3), (hidden, d))
+    seq = module.apply({"params": params}, z, a)
+    one = module.apply({"params": params}, z[:, 3:4], a[:, 3:4])
+    np.testing.assert_allclose(seq[:, 3:4], one, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(seq, z)
+
+    config = load_config(AC_CONFIG, "arch=conv_gru,runlocal")
+    config.world_model.gru_hidden = -1
+    with pytest.raises(ConfigError, match="world_model.gru_hidden"):
+        validate_world_model_config(config)
+
+
+def test_run_config_from_an_older_version_gets_new_keys_at_their_defaults(tmp_path):
+    """A run started before a setting existed (its config.json lacks the key) still restores:
+    read_config adds the missing key at its default and keeps every saved value."""
+    from jepa_jax import rundir
+
+    saved = load_config(AC_CONFIG, "arch=conv_gru,runlocal").to_dict()
+    saved["total_steps"] = 123
+    del saved["world_model"]["gru_hidden"]
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps(saved))
+    config = rundir.read_config(str(tmp_path))
+    assert config.world_model.gru_hidden == 0 and config.total_steps == 123
+    assert config.world_model.architecture == "conv_gru"

@@ -193,6 +193,64 @@ def energy_quality(
     }
 
 
+ROLLOUT_ACCURACY_SEED_OFFSET = 4
+
+
+def rollout_accuracy(
+    model: Any,
+    params: Any,
+    policy: ExplorationPolicy,
+    seed: int,
+    horizon: int,
+    num_sequences: int = 256,
+    ridge: float = 1e-3,
+) -> dict[str, Any]:
+    """How far the predictor's open-loop rollouts drift, in pixels.
+
+    `num_sequences` exploratory sequences of `horizon` model steps (the training data's
+    distribution, door-aimed ones included) are encoded; a ridge regression from latent to agent
+    position is fitted on the true latents of every frame, then read on the latents predicted by
+    rolling the predictor out from the first frame's latent with the true actions. A position
+    error that grows with the step number is the rollout's drift; the error on the true latents
+    (the probe's own floor) is returned beside it.
+
+    Returns:
+      {"predicted_px", "true_px": float [horizon] mean position error after model step
+       1..horizon, read on predicted / true latents; "probe_fit_px": the probe's mean error on
+       the latents it was fitted on}.
+    """
+    from jepa_jax.world_model import data as world_model_data
+
+    key = jax.random.fold_in(jax.random.key(seed), ROLLOUT_ACCURACY_SEED_OFFSET)
+    env, chunk = model.env, model.action_chunk
+
+    @jax.jit
+    def run(key):
+        batch = world_model_data.batch(env, policy, key, num_sequences, horizon, chunk)
+        z = model.encode(params["encoder"], batch["frames"])  # [N, H+1, P, D]
+        pred = model.rollout(params["predictor"], z[:, 0], batch["actions"], 1)  # [N, H, P, D]
+        return z, pred, batch["positions"]
+
+    z, pred, positions = map(np.asarray, run(key))
+    n = num_sequences
+
+    def design(latents):  # [..., P, D] -> [M, P*D + 1] with a bias column
+        flat = latents.reshape(-1, int(np.prod(latents.shape[-2:])))
+        return np.concatenate([flat, np.ones((len(flat), 1))], axis=1).astype(np.float64)
+
+    x = design(z)
+    targets = positions.reshape(-1, 2)
+    w = np.linalg.solve(x.T @ x + ridge * len(x) * np.eye(x.shape[1]), x.T @ targets)
+    read_true = (x @ w).reshape(n, horizon + 1, 2)[:, 1:]
+    read_pred = (design(pred) @ w).reshape(n, horizon, 2)
+    truth = positions[:, 1:]
+    return {
+        "predicted_px": np.linalg.norm(read_pred - truth, axis=-1).mean(axis=0),
+        "true_px": np.linalg.norm(read_true - truth, axis=-1).mean(axis=0),
+        "probe_fit_px": float(np.linalg.norm(x @ w - targets, axis=-1).mean()),
+    }
+
+
 # Agents `evaluate_all` can run, in report order: the learned model, then the references.
 AGENTS = ("model", "random", "simulator", "simulator_geodesic", "simulator_latent")
 AGENT_DESCRIPTIONS = {
