@@ -252,3 +252,20 @@ def test_rollout_accuracy_measures_drift_in_pixels():
     assert np.all(np.diff(frozen["predicted_px"]) > 0)
     # Free-space dynamics are wrong only at walls: far less drift than not moving at all.
     assert np.all(free["predicted_px"] < 0.5 * frozen["predicted_px"])
+
+
+def test_collision_awareness_reads_predicted_moves_at_the_wall_and_the_door():
+    env = two_rooms.TwoRooms()
+    params = {"encoder": {}, "predictor": {}}
+    blind = evaluate.collision_awareness(PositionWorldModel(env, 4, "free"), params, 0, 32)
+    still = evaluate.collision_awareness(PositionWorldModel(env, 4, "frozen"), params, 0, 32)
+    full = 4 * env.max_norm
+    # The cases' true moves: free space and the door let the full push through, the wall stops
+    # the agent at its face (4 px away, 1.5 px of it is wall).
+    assert blind["free"]["true_px"] == pytest.approx(full, abs=0.2)
+    assert blind["door"]["true_px"] == pytest.approx(full, abs=0.2)
+    assert blind["wall"]["true_px"] == pytest.approx(4.0 - env.wall_half_width, abs=0.2)
+    # A wall-blind predictor moves the full push everywhere; a frozen one nowhere.
+    for name in evaluate.COLLISION_CASES:
+        assert blind[name]["predicted_px"] == pytest.approx(full, abs=0.5)
+        assert still[name]["predicted_px"] == pytest.approx(0.0, abs=0.5)

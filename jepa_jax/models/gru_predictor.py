@@ -27,6 +27,9 @@ class GRUPredictor(nn.Module):
     # The GRU's hidden size; 0 = D, the latent itself is the hidden state (eb_jepa). A wider
     # cell starts from a projection of the latent, h = W_in z, and its output is projected back.
     hidden: int = 0
+    # "gru", or "mlp": delta = W_out MLP([z_t, MLP(a_t)]) (two gelu layers of `hidden` units),
+    # where position and action interact through every layer rather than through gates only.
+    cell: str = "gru"
     action_hidden: int = 64  # width of the action MLP feeding the cell
     grid: tuple[int, int] = (1, 1)  # one token per frame
     use_state: bool = False
@@ -46,7 +49,13 @@ class GRUPredictor(nn.Module):
         x = nn.gelu(nn.Dense(self.action_hidden, name="action_mid")(x))
         z = latents[:, :, 0]
         hidden = self.hidden or self.width
-        h0 = z if hidden == self.width else nn.Dense(hidden, name="hidden_in")(z)
-        h, _ = nn.GRUCell(features=hidden, name="gru")(h0, x)
+        if self.cell == "mlp":
+            h = nn.gelu(nn.Dense(hidden, name="mlp_in")(jnp.concatenate([z, x], axis=-1)))
+            h = nn.gelu(nn.Dense(hidden, name="mlp_mid")(h))
+        elif self.cell == "gru":
+            h0 = z if hidden == self.width else nn.Dense(hidden, name="hidden_in")(z)
+            h, _ = nn.GRUCell(features=hidden, name="gru")(h0, x)
+        else:
+            raise ValueError(f"unknown predictor cell {self.cell!r}; expected 'gru' or 'mlp'")
         delta = nn.Dense(self.width, kernel_init=nn.initializers.zeros, name="out")(h)
         return (z + delta)[:, :, None]
