@@ -3,9 +3,12 @@
 Prints, on the same random-wall tasks (start and goal in different rooms): the world model's
 success rate, mean env steps to the goal and seconds per episode; the random-policy floor; and
 the ceilings of the same planner with the true simulator (straight-line distance, wall-aware
-geodesic distance, and the learned latent distance). If WORKDIR has no checkpoint at
-config.total_steps yet, the model is trained (or resumed) first and the training wall time is
-reported and kept in WORKDIR/train_time.json.
+geodesic distance, and the learned latent distance); the latent energy's rank correlation with
+the true distance-to-go; the rollout's drift (position error of a linear read-out of
+open-loop predicted latents, by model step, up to the planning horizon); and whether the
+predictor knows the wall (its predicted move in free space, through the door, into the wall).
+If WORKDIR has no checkpoint at config.total_steps yet, the model is trained (or resumed) first
+and the training wall time is reported and kept in WORKDIR/train_time.json.
 The machine may be shared: times are wall-clock and as noisy as its load.
 
   python benchmarks/planning.py --workdir=workdirs/ac_two_rooms            # train, then plan
@@ -14,7 +17,8 @@ The machine may be shared: times are wall-clock and as noisy as its load.
 
 Last line: success_rate=... final_success_rate=... seconds_per_episode=... train_seconds=...
 random_success_rate=... simulator_success_rate=... simulator_geodesic_success_rate=...
-simulator_latent_success_rate=... energy_spearman_geodesic=...
+simulator_latent_success_rate=... energy_spearman_geodesic=... rollout_drift_px=... (at the
+planning horizon) wall_predicted_move_px=...
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ def main(argv):
     workdir = os.path.abspath(_WORKDIR.value)
     train_seconds = train_if_needed(config, workdir)
 
+    from jepa_jax.envs import trajectories
     from jepa_jax.planning import evaluate
     from jepa_jax.world_model.setup import restore_world_model
 
@@ -146,6 +151,26 @@ def main(argv):
     )
     if _ENERGY_PLOT.value:
         plot_energy(quality, _ENERGY_PLOT.value)
+    policy = trajectories.policy_from_config(config.world_model)
+    drift = evaluate.rollout_accuracy(trainer.model, params, policy, int(p.seed), int(p.horizon))
+    horizon = int(p.horizon)
+    shown = sorted({h for h in (1, 2, 4, 8, 16, 24, 32, 48) if h <= horizon} | {horizon})
+    print(
+        "rollout drift (a ridge probe latent -> position read on open-loop predictions, px; on "
+        "the true latents in brackets): "
+        + ", ".join(
+            f"step {h} {drift['predicted_px'][h - 1]:.1f} ({drift['true_px'][h - 1]:.1f})"
+            for h in shown
+        )
+    )
+    walls = evaluate.collision_awareness(trainer.model, params, int(p.seed))
+    print(
+        "collisions (one model step pushing right at full speed; x-move true -> predicted, px): "
+        + ", ".join(
+            f"{case} {walls[case]['true_px']:.1f} -> {walls[case]['predicted_px']:.1f}"
+            for case in evaluate.COLLISION_CASES
+        )
+    )
     print(
         "training: "
         + ("not timed by this benchmark" if train_seconds is None else f"{train_seconds:.0f} s")
@@ -161,6 +186,8 @@ def main(argv):
         )
     figures["train_seconds"] = float("nan") if train_seconds is None else train_seconds
     figures["energy_spearman_geodesic"] = quality["spearman_geodesic"]
+    figures["rollout_drift_px"] = float(drift["predicted_px"][-1])
+    figures["wall_predicted_move_px"] = walls["wall"]["predicted_px"]
     for name in agents:
         if name != "model":
             figures[f"{name}_success_rate"] = results[name]["summary"]["success_rate"]

@@ -319,6 +319,10 @@ def world_model_config() -> ml_collections.ConfigDict:
             # predictor whose hidden state is the latent (eb_jepa's Two Rooms model).
             architecture="vit_ac",
             conv_channels=(16, 32, 32),  # conv_gru: channels of the stride-2 convolutions
+            # conv_gru predictor: "gru" (eb_jepa's cell) or "mlp" (a residual MLP on [latent,
+            # action features]), and its hidden width (0 = the latent size).
+            predictor_cell="gru",
+            predictor_hidden=0,
             prediction_distance="l1",  # l1 | l2: teacher-forcing and rollout loss
             action_chunk=4,  # env steps per model step: the action token is their k actions
             num_steps=8,  # model steps per training sequence (num_steps + 1 frames)

@@ -89,7 +89,28 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         f"{path!r} not found: {workdir!r} is not a jepa-jax training workdir (expected "
         f"{CONFIG_FILE} and {CHECKPOINT_DIR}/ written by `jepa-jax train`)"
     )
-    return ml_collections.ConfigDict(read_json(path, missing))
+    saved = read_json(path, missing)
+    return ml_collections.ConfigDict(_with_new_keys(saved))
+
+
+def _with_new_keys(saved: dict) -> dict:
+    """The saved config plus any key this version's base config has and the run's lacks (a
+    setting added since the run was started), at its default. Defaults of new settings keep the
+    old behaviour, so an older run restores and plans as it trained."""
+    from jepa_jax import config_lib  # local: config_lib's recipes import nothing from here
+
+    method = saved.get("method", "jepa")
+    if method not in config_lib.METHODS:
+        return saved
+
+    def merge(default: Any, value: Any) -> Any:
+        if isinstance(default, Mapping) and isinstance(value, Mapping):
+            merged = {k: merge(default[k], v) if k in default else v for k, v in value.items()}
+            merged.update({k: v for k, v in default.items() if k not in value})
+            return merged
+        return value
+
+    return merge(config_lib.base_config(method).to_dict(), saved)
 
 
 def committed_steps(workdir: str) -> list[int]:

@@ -205,3 +205,67 @@ def test_held_actions_reach_the_goal_and_are_held():
     path = np.asarray(out["path"])
     moves = np.diff(path[:9], axis=0)  # the first plan's 8 env steps, in the free left room
     np.testing.assert_allclose(moves, np.broadcast_to(moves[0], moves.shape), atol=1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionWorldModel:
+    """Stand-in world model: the latent is the blob's centroid (the true position), and the
+    predictor either moves it by the chunk's summed actions, ignoring walls ("free"), or keeps
+    it where it is ("frozen")."""
+
+    env: two_rooms.TwoRooms
+    action_chunk: int
+    predictor: str
+
+    def encode(self, params, frames):  # [..., S, S, 2] -> [..., 1, 2]
+        flat = frames.reshape((-1,) + frames.shape[-3:])
+        return PositionEncoder().encode(params, flat).reshape(frames.shape[:-3] + (1, 2))
+
+    def rollout(self, params, z0, tokens, context):  # [N, 1, 2], [N, H, A] -> [N, H, 1, 2]
+        moves = agents.env_actions(self.env, tokens).sum(axis=-2)  # [N, H, 2] pixels
+        if self.predictor == "frozen":
+            moves = jnp.zeros_like(moves)
+        return (z0[:, None] + jnp.cumsum(moves, axis=1)[:, :, None]).clip(self.env.lo, self.env.hi)
+
+
+def test_rollout_accuracy_measures_drift_in_pixels():
+    from jepa_jax.envs import trajectories
+    from jepa_jax.world_model import data as world_model_data
+
+    env, policy, horizon, n = two_rooms.TwoRooms(), trajectories.ExplorationPolicy(), 6, 64
+    out = {}
+    for kind in ("frozen", "free"):
+        model = PositionWorldModel(env, 4, kind)
+        out[kind] = evaluate.rollout_accuracy(model, {"encoder": {}, "predictor": {}}, policy,
+                                              seed=0, horizon=horizon, num_sequences=n)  # fmt: skip
+    frozen, free = out["frozen"], out["free"]
+    assert frozen["predicted_px"].shape == frozen["true_px"].shape == (horizon,)
+    # The latent is the position, so the linear read-out is near exact (the blob's centroid is
+    # off only where the border clips the blob).
+    assert frozen["probe_fit_px"] < 0.5 and np.all(frozen["true_px"] < 0.5)
+    # A predictor that never moves drifts by exactly how far the agent went, recomputed here
+    # from the same sequences (the read-out error bounds the difference).
+    key = jax.random.fold_in(jax.random.key(0), evaluate.ROLLOUT_ACCURACY_SEED_OFFSET)
+    positions = np.asarray(world_model_data.batch(env, policy, key, n, horizon, 4)["positions"])
+    went = np.linalg.norm(positions[:, 1:] - positions[:, :1], axis=-1).mean(axis=0)
+    np.testing.assert_allclose(frozen["predicted_px"], went, atol=2 * frozen["probe_fit_px"] + 0.1)
+    assert np.all(np.diff(frozen["predicted_px"]) > 0)
+    # Free-space dynamics are wrong only at walls: far less drift than not moving at all.
+    assert np.all(free["predicted_px"] < 0.5 * frozen["predicted_px"])
+
+
+def test_collision_awareness_reads_predicted_moves_at_the_wall_and_the_door():
+    env = two_rooms.TwoRooms()
+    params = {"encoder": {}, "predictor": {}}
+    blind = evaluate.collision_awareness(PositionWorldModel(env, 4, "free"), params, 0, 32)
+    still = evaluate.collision_awareness(PositionWorldModel(env, 4, "frozen"), params, 0, 32)
+    full = 4 * env.max_norm
+    # The cases' true moves: free space and the door let the full push through, the wall stops
+    # the agent at its face (4 px away, 1.5 px of it is wall).
+    assert blind["free"]["true_px"] == pytest.approx(full, abs=0.2)
+    assert blind["door"]["true_px"] == pytest.approx(full, abs=0.2)
+    assert blind["wall"]["true_px"] == pytest.approx(4.0 - env.wall_half_width, abs=0.2)
+    # A wall-blind predictor moves the full push everywhere; a frozen one nowhere.
+    for name in evaluate.COLLISION_CASES:
+        assert blind[name]["predicted_px"] == pytest.approx(full, abs=0.5)
+        assert still[name]["predicted_px"] == pytest.approx(0.0, abs=0.5)

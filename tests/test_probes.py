@@ -281,7 +281,7 @@ def test_probe_examples_are_drawn_across_a_class_sorted_folder(tmp_path):
     assert len(set(labels["label"].tolist())) == 3
     _, again = pipeline.labelled_arrays(config.data, "train", 9)
     np.testing.assert_array_equal(again["label"], labels["label"])  # the same sample each time
-    with pytest.raises(ConfigError, match="asked for 31 labelled examples"):
+    with pytest.raises(ConfigError, match="=31, but the 'train' split .* has only 30 examples"):
         pipeline.labelled_arrays(config.data, "train", 31)
 
 
@@ -328,6 +328,12 @@ def test_end_of_training_probe_reads_any_labelled_source_and_checks_its_task_fir
         train(config, str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
     config.probe.task = "label"  # the folder's class
+    # More probe examples than the (small) test folder holds: also before training.
+    config.probe.num_test = 13
+    with pytest.raises(ConfigError, match=r"config.probe.num_test=13, .* has only 12 examples"):
+        train(config, str(tmp_path / "small"))
+    assert not (tmp_path / "small").exists()
+    config.probe.num_test = 8
     result = train(config, str(tmp_path / "ok"))["probe"]
     assert set(result["tasks"]) == {"label"}  # file_index is bookkeeping, not a class
     assert result["tasks"]["label"]["chance"] == 0.5

@@ -140,3 +140,50 @@ def test_conv_gru_world_model_is_markov_and_plans():
     params = {"encoder": state["params"]["encoder"], "predictor": state["params"]["predictor"]}
     results = evaluate.evaluate_all(config, model, params, ("model",), episodes=2)
     assert results["model"]["summary"]["episodes"] == 2
+
+
+@pytest.mark.parametrize("cell", ["gru", "mlp"])
+def test_frame_predictor_cells_start_as_identity_and_are_markov(cell):
+    """A cell wider than the latent (predictor_hidden > D; the GRU starts from a projection of
+    the latent, the MLP reads [latent, action features]) with a zero-initialised output
+    projection: the untrained model predicts "nothing changes"; each output depends on its own
+    step's latent and action only. Bad cell names and widths are config errors naming the key."""
+    from jepa_jax.errors import ConfigError
+    from jepa_jax.models.gru_predictor import GRUPredictor
+    from jepa_jax.world_model.setup import validate_world_model_config
+
+    d, hidden = 8, 24
+    module = GRUPredictor(width=d, hidden=hidden, cell=cell)
+    z = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 1, d))
+    a = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 4))
+    params = module.init(jax.random.PRNGKey(2), z, a)["params"]
+    first = params["hidden_in" if cell == "gru" else "mlp_in"]["kernel"]
+    assert first.shape == ((d, hidden) if cell == "gru" else (d + 64, hidden))
+    assert params["out"]["kernel"].shape == (hidden, d)
+    np.testing.assert_allclose(module.apply({"params": params}, z, a), z)
+    # Markov: with a non-zero output projection, step 3 alone equals step 3 of the sequence.
+    params["out"]["kernel"] = jax.random.normal(jax.random.PRNGKey(3), (hidden, d))
+    seq = module.apply({"params": params}, z, a)
+    one = module.apply({"params": params}, z[:, 3:4], a[:, 3:4])
+    np.testing.assert_allclose(seq[:, 3:4], one, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(seq, z)
+
+    for key, value in (("predictor_hidden", -1), ("predictor_cell", "lstm")):
+        config = load_config(AC_CONFIG, "arch=conv_gru,runlocal")
+        config.world_model[key] = value
+        with pytest.raises(ConfigError, match=f"world_model.{key}"):
+            validate_world_model_config(config)
+
+
+def test_run_config_from_an_older_version_gets_new_keys_at_their_defaults(tmp_path):
+    """A run started before a setting existed (its config.json lacks the key) still restores:
+    read_config adds the missing key at its default and keeps every saved value."""
+    from jepa_jax import rundir
+
+    saved = load_config(AC_CONFIG, "arch=conv_gru,runlocal").to_dict()
+    saved["total_steps"] = 123
+    del saved["world_model"]["predictor_hidden"]
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps(saved))
+    config = rundir.read_config(str(tmp_path))
+    assert config.world_model.predictor_hidden == 0 and config.total_steps == 123
+    assert config.world_model.architecture == "conv_gru"

@@ -220,22 +220,35 @@ def stack_examples(examples: list[Any]) -> Any:
 PROBE_SAMPLE_SEED = 20260101
 
 
+def source_with_examples(
+    data_config: Mapping[str, Any], split: str, num_examples: int, setting: str
+) -> Any:
+    """The source of `split`; ConfigError naming `setting` (the config key that asked for
+    `num_examples`) if the split holds fewer examples."""
+    source = build_source(data_config, split)
+    if num_examples > len(source):
+        raise ConfigError(
+            f"{setting}={num_examples}, but the {split!r} split of data source "
+            f"{data_config['name']!r} has only {len(source)} examples: set {setting} <= "
+            f"{len(source)}"
+        )
+    return source
+
+
 def labelled_arrays(
-    data_config: Mapping[str, Any], split: str, num_examples: int
+    data_config: Mapping[str, Any],
+    split: str,
+    num_examples: int,
+    setting: str = "the number of labelled examples",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`num_examples` of a split as (pixels uint8 [N, ...], labels {name: [N, ...]}).
 
     Fewer than the split holds are drawn uniformly across it (a fixed sample per split, in index
     order): the first N of a class-sorted folder would hold only its first classes. Reads every
-    example into host memory: meant for the small labelled sets probes use.
+    example into host memory: meant for the small labelled sets probes use. `setting` names the
+    config key of `num_examples` in the error for a split that is too small.
     """
-    source = build_source(data_config, split)
-    if num_examples > len(source):
-        raise ConfigError(
-            f"asked for {num_examples} labelled examples of the {split!r} split of "
-            f"{data_config['name']!r}, which has {len(source)}: lower config.probe.num_train / "
-            f"num_test"
-        )
+    source = source_with_examples(data_config, split, num_examples, setting)
     indices = range(num_examples)
     if num_examples < len(source):
         rng = np.random.default_rng([PROBE_SAMPLE_SEED, len(source), num_examples])

@@ -69,11 +69,21 @@ def check_probe_task(task: str, example_labels: Mapping[str, Any], source: str) 
     return tasks
 
 
+# The probe's example counts: (split, config key).
+PROBE_SPLITS = (("train", "num_train"), ("test", "num_test"))
+
+
 def precheck_probe(config: Mapping[str, Any]) -> None:
-    """Before training: the end-of-training probe's task must be a class label of the data."""
-    if config.probe.enabled:
-        _, example_labels = pipeline.labelled_arrays(config.data, "train", 2)
-        check_probe_task(config.probe.task, example_labels, config.data.name)
+    """Before training: the end-of-training probe's task must be a class label of the data, and
+    each split must hold the examples the probe asks for (a user's folder may be small)."""
+    if not config.probe.enabled:
+        return
+    _, example_labels = pipeline.labelled_arrays(config.data, "train", 2)
+    check_probe_task(config.probe.task, example_labels, config.data.name)
+    for split, key in PROBE_SPLITS:
+        pipeline.source_with_examples(
+            config.data, split, int(config.probe[key]), f"config.probe.{key}"
+        )
 
 
 def run_pretrain_probe(
@@ -87,8 +97,10 @@ def run_pretrain_probe(
     """Probe `trained_params` and a random init on `config.probe.task`; returns the results."""
     probe = config.probe
     task = probe.task
-    train_px, train_labels = pipeline.labelled_arrays(config.data, "train", int(probe.num_train))
-    test_px, test_labels = pipeline.labelled_arrays(config.data, "test", int(probe.num_test))
+    (train_px, train_labels), (test_px, test_labels) = (
+        pipeline.labelled_arrays(config.data, split, int(probe[key]), f"config.probe.{key}")
+        for split, key in PROBE_SPLITS
+    )
     tasks = check_probe_task(task, train_labels, config.data.name)
     classes = {t: labels.num_classes(t, train_labels[t], test_labels[t]) for t in tasks}
     num_classes = classes[task]

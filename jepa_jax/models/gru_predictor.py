@@ -1,5 +1,6 @@
 """A recurrent action-conditioned predictor over one latent per frame (after eb_jepa's Two Rooms
-GRU, whose hidden state is the latent): z_{t+1} = z_t + W_out GRU(hidden = z_t, input = MLP(a_t)).
+GRU, whose hidden state is the latent): z_{t+1} = z_t + W_out GRU(hidden = z_t, input = MLP(a_t)),
+or, with a cell wider than the latent (`hidden`), hidden = W_in z_t.
 
 The prediction depends on the current latent and action only (Markov in the latent), so a
 planning rollout is one cheap cell application per step. Unlike eb_jepa's plain GRU it predicts a
@@ -22,7 +23,13 @@ class GRUPredictor(nn.Module):
     planning code serve both: the block-causal "history" is just the current step here.
     """
 
-    width: int  # latent size D (the GRU's hidden size)
+    width: int  # latent size D
+    # The GRU's hidden size; 0 = D, the latent itself is the hidden state (eb_jepa). A wider
+    # cell starts from a projection of the latent, h = W_in z, and its output is projected back.
+    hidden: int = 0
+    # "gru", or "mlp": delta = W_out MLP([z_t, MLP(a_t)]) (two gelu layers of `hidden` units),
+    # where position and action interact through every layer rather than through gates only.
+    cell: str = "gru"
     action_hidden: int = 64  # width of the action MLP feeding the cell
     grid: tuple[int, int] = (1, 1)  # one token per frame
     use_state: bool = False
@@ -41,6 +48,14 @@ class GRUPredictor(nn.Module):
         x = nn.gelu(nn.Dense(self.action_hidden, name="action_in")(x))
         x = nn.gelu(nn.Dense(self.action_hidden, name="action_mid")(x))
         z = latents[:, :, 0]
-        h, _ = nn.GRUCell(features=self.width, name="gru")(z, x)
+        hidden = self.hidden or self.width
+        if self.cell == "mlp":
+            h = nn.gelu(nn.Dense(hidden, name="mlp_in")(jnp.concatenate([z, x], axis=-1)))
+            h = nn.gelu(nn.Dense(hidden, name="mlp_mid")(h))
+        elif self.cell == "gru":
+            h0 = z if hidden == self.width else nn.Dense(hidden, name="hidden_in")(z)
+            h, _ = nn.GRUCell(features=hidden, name="gru")(h0, x)
+        else:
+            raise ValueError(f"unknown predictor cell {self.cell!r}; expected 'gru' or 'mlp'")
         delta = nn.Dense(self.width, kernel_init=nn.initializers.zeros, name="out")(h)
         return (z + delta)[:, :, None]

@@ -193,6 +193,141 @@ def energy_quality(
     }
 
 
+ROLLOUT_ACCURACY_SEED_OFFSET = 4
+
+
+def rollout_accuracy(
+    model: Any,
+    params: Any,
+    policy: ExplorationPolicy,
+    seed: int,
+    horizon: int,
+    num_sequences: int = 256,
+    ridge: float = 1e-3,
+) -> dict[str, Any]:
+    """How far the predictor's open-loop rollouts drift, in pixels.
+
+    `num_sequences` exploratory sequences of `horizon` model steps (the training data's
+    distribution, door-aimed ones included) are encoded; a ridge regression from latent to agent
+    position is fitted on the true latents of every frame, then read on the latents predicted by
+    rolling the predictor out from the first frame's latent with the true actions. A position
+    error that grows with the step number is the rollout's drift; the error on the true latents
+    (the probe's own floor) is returned beside it.
+
+    Returns:
+      {"predicted_px", "true_px": float [horizon] mean position error after model step
+       1..horizon, read on predicted / true latents; "probe_fit_px": the probe's mean error on
+       the latents it was fitted on}.
+    """
+    from jepa_jax.world_model import data as world_model_data
+
+    key = jax.random.fold_in(jax.random.key(seed), ROLLOUT_ACCURACY_SEED_OFFSET)
+    env, chunk = model.env, model.action_chunk
+
+    @jax.jit
+    def run(key):
+        batch = world_model_data.batch(env, policy, key, num_sequences, horizon, chunk)
+        z = model.encode(params["encoder"], batch["frames"])  # [N, H+1, P, D]
+        pred = model.rollout(params["predictor"], z[:, 0], batch["actions"], 1)  # [N, H, P, D]
+        return z, pred, batch["positions"]
+
+    z, pred, positions = map(np.asarray, run(key))
+
+    read = PositionReadout.fit(z, positions, ridge)
+    truth = positions[:, 1:]
+    return {
+        "predicted_px": np.linalg.norm(read(pred) - truth, axis=-1).mean(axis=0),
+        "true_px": np.linalg.norm(read(z)[:, 1:] - truth, axis=-1).mean(axis=0),
+        "probe_fit_px": float(np.linalg.norm(read(z) - positions, axis=-1).mean()),
+    }
+
+
+class PositionReadout:
+    """A ridge regression from latents [..., P, D] to agent positions [..., 2] (pixels)."""
+
+    def __init__(self, weights: np.ndarray):
+        self.weights = weights  # [P*D + 1, 2]
+
+    @staticmethod
+    def _design(latents: np.ndarray) -> np.ndarray:  # [..., P, D] -> [M, P*D + 1]
+        flat = np.asarray(latents).reshape(-1, int(np.prod(latents.shape[-2:])))
+        return np.concatenate([flat, np.ones((len(flat), 1))], axis=1).astype(np.float64)
+
+    @classmethod
+    def fit(cls, latents: np.ndarray, positions: np.ndarray, ridge: float) -> PositionReadout:
+        x, y = cls._design(latents), np.asarray(positions).reshape(-1, 2)
+        return cls(np.linalg.solve(x.T @ x + ridge * len(x) * np.eye(x.shape[1]), x.T @ y))
+
+    def __call__(self, latents: np.ndarray) -> np.ndarray:
+        return (self._design(latents) @ self.weights).reshape(latents.shape[:-2] + (2,))
+
+
+COLLISION_CASES = ("free", "door", "wall")
+
+
+def collision_awareness(
+    model: Any, params: Any, seed: int, num_layouts: int = 200, ridge: float = 1e-3
+) -> dict[str, dict[str, float]]:
+    """Does the predictor know the wall? One model step pushing right at full speed, from 20 px
+    left of the wall ("free"), and from 4 px left of it at the door's centre ("door": the agent
+    passes) and 10 px beside the door ("wall": the agent stops at the wall), over `num_layouts`
+    random layouts. The predicted move is read from the predicted latent with a ridge read-out
+    fitted on true latents of random frames (as `rollout_accuracy`).
+
+    Returns:
+      {case: {"true_px", "predicted_px": mean x-move, "predicted_std_px"}}. A wall-aware model
+      predicts a short move for "wall" and a full one for "door".
+    """
+    from jepa_jax.planning import agents  # local: agents import the world model
+
+    env, chunk = model.env, model.action_chunk
+    key = jax.random.fold_in(jax.random.key(seed), ROLLOUT_ACCURACY_SEED_OFFSET + 1)
+    k_fit, k_cases = jax.random.split(key)
+    push = jnp.tile(jnp.array([1.0, 0.0]), chunk)  # action token, units of max_norm
+    offsets = {"free": (-20.0, 0.0), "door": (-4.0, 0.0), "wall": (-4.0, 10.0)}
+
+    def encode(layout, pos):
+        return model.encode(params["encoder"], two_rooms.render(env, layout, pos))
+
+    @jax.jit
+    def fit_sample(key):
+        k_layout, k_pos = jax.random.split(key)
+        layout = two_rooms.sample_layout(env, k_layout)
+        raw = jax.random.uniform(k_pos, (2,), minval=env.lo, maxval=env.hi)
+        pos = two_rooms.project_to_free(env, layout, raw)
+        return encode(layout, pos), pos
+
+    z, pos = jax.vmap(fit_sample)(jax.random.split(k_fit, 16 * num_layouts))
+    read = PositionReadout.fit(np.asarray(z), np.asarray(pos), ridge)
+
+    @jax.jit
+    def case(keys, dx, dy):
+        def one(key):
+            layout = two_rooms.sample_layout(env, key)
+            # Wall beside the door: 10 px above or below it, whichever stays inside the room.
+            sign = jnp.where(layout["door_y"] + dy < env.hi - 1.0, 1.0, -1.0)
+            start = jnp.stack([layout["wall_x"] + dx, layout["door_y"] + sign * dy])
+            actions = agents.env_actions(env, push)  # [chunk, 2] pixels
+            end = two_rooms.rollout(env, layout, start, actions)[-1]
+            z0 = encode(layout, start)
+            pred = model.rollout(params["predictor"], z0[None], push[None, None], 1)[0, 0]
+            return end[0] - start[0], z0, pred
+
+        return jax.vmap(one)(keys)
+
+    keys = jax.random.split(k_cases, num_layouts)
+    out = {}
+    for name in COLLISION_CASES:
+        true, z0, pred = map(np.asarray, case(keys, *offsets[name]))
+        moved = read(pred)[:, 0] - read(z0)[:, 0]
+        out[name] = {
+            "true_px": float(true.mean()),
+            "predicted_px": float(moved.mean()),
+            "predicted_std_px": float(moved.std()),
+        }
+    return out
+
+
 # Agents `evaluate_all` can run, in report order: the learned model, then the references.
 AGENTS = ("model", "random", "simulator", "simulator_geodesic", "simulator_latent")
 AGENT_DESCRIPTIONS = {

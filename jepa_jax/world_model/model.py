@@ -203,7 +203,12 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
                 input_std=std,
                 dtype=compute_dtype(model_cfg),
             ),
-            predictor=GRUPredictor(width=width, use_state=use_state),
+            predictor=GRUPredictor(
+                width=width,
+                hidden=int(wm["predictor_hidden"]),
+                cell=str(wm["predictor_cell"]),
+                use_state=use_state,
+            ),
             idm=idm,
             action_chunk=chunk,
             use_state=use_state,

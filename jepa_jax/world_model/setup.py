@@ -77,6 +77,20 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
             channels,
             "a non-empty tuple of integers >= 1",
         )
+        cells = ("gru", "mlp")
+        need(
+            wm.predictor_cell in cells,
+            "world_model.predictor_cell",
+            wm.predictor_cell,
+            f"one of {cells}",
+        )
+        value = wm.predictor_hidden
+        need(
+            int(value) >= 0,
+            "world_model.predictor_hidden",
+            value,
+            "an integer >= 0 (0: latent size)",
+        )
         return
     size, patch = int(config.env.image_size), int(config.model.encoder.patch_size)
     need(
