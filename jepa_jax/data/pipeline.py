@@ -248,7 +248,13 @@ def labelled_arrays(
     example into host memory: meant for the small labelled sets probes use. `setting` names the
     config key of `num_examples` in the error for a split that is too small.
     """
-    source = source_with_examples(data_config, split, num_examples, setting)
+    return sample_labelled(
+        source_with_examples(data_config, split, num_examples, setting), num_examples
+    )
+
+
+def sample_labelled(source: Any, num_examples: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`num_examples` (<= len(source)) of a built source, drawn as `labelled_arrays` says."""
     indices = range(num_examples)
     if num_examples < len(source):
         rng = np.random.default_rng([PROBE_SAMPLE_SEED, len(source), num_examples])

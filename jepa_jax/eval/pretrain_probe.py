@@ -78,12 +78,15 @@ def precheck_probe(config: Mapping[str, Any]) -> None:
     each split must hold the examples the probe asks for (a user's folder may be small)."""
     if not config.probe.enabled:
         return
-    _, example_labels = pipeline.labelled_arrays(config.data, "train", 2)
-    check_probe_task(config.probe.task, example_labels, config.data.name)
-    for split, key in PROBE_SPLITS:
-        pipeline.source_with_examples(
+    sources = {
+        split: pipeline.source_with_examples(
             config.data, split, int(config.probe[key]), f"config.probe.{key}"
         )
+        for split, key in PROBE_SPLITS
+    }
+    # Each source is built (an image folder scanned) once: the label check reuses the train one.
+    _, example_labels = pipeline.sample_labelled(sources["train"], min(2, len(sources["train"])))
+    check_probe_task(config.probe.task, example_labels, config.data.name)
 
 
 def run_pretrain_probe(

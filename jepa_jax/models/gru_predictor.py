@@ -15,6 +15,9 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+# The predictor's cells (world_model.predictor_cell).
+PREDICTOR_CELLS = ("gru", "mlp")
+
 
 class GRUPredictor(nn.Module):
     """Next-step latents from (latent, action[, state]) per step, all steps independently.
@@ -56,6 +59,8 @@ class GRUPredictor(nn.Module):
             h0 = z if hidden == self.width else nn.Dense(hidden, name="hidden_in")(z)
             h, _ = nn.GRUCell(features=hidden, name="gru")(h0, x)
         else:
-            raise ValueError(f"unknown predictor cell {self.cell!r}; expected 'gru' or 'mlp'")
+            raise ValueError(
+                f"unknown predictor cell {self.cell!r}; expected one of {PREDICTOR_CELLS}"
+            )
         delta = nn.Dense(self.width, kernel_init=nn.initializers.zeros, name="out")(h)
         return (z + delta)[:, :, None]

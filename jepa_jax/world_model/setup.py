@@ -25,6 +25,7 @@ from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
 from jepa_jax.errors import need
 from jepa_jax.models.conv_encoder import ConvEncoder
+from jepa_jax.models.gru_predictor import PREDICTOR_CELLS
 from jepa_jax.models.init import init_encoder_params
 from jepa_jax.models.layers import rescale_residual_projections
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules, replicated
@@ -77,12 +78,11 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
             channels,
             "a non-empty tuple of integers >= 1",
         )
-        cells = ("gru", "mlp")
         need(
-            wm.predictor_cell in cells,
+            wm.predictor_cell in PREDICTOR_CELLS,
             "world_model.predictor_cell",
             wm.predictor_cell,
-            f"one of {cells}",
+            f"one of {PREDICTOR_CELLS}",
         )
         value = wm.predictor_hidden
         need(
