@@ -36,9 +36,8 @@ class GRUPredictor(nn.Module):
     action_hidden: int = 64  # width of the action MLP feeding the cell
     grid: tuple[int, int] = (1, 1)  # one token per frame
     use_state: bool = False
-    # Egocentric view (models.local_view): with it the cell also reads features of the scene
-    # around the agent, and predicts the next state beside the next latent (so a rollout knows
-    # where to look next). Needs use_state.
+    # Egocentric view (models.local_view): the cell also reads features of the scene around the
+    # agent and of its predicted move (world_model.model.WorldModel.predict). Needs use_state.
     local_view: bool = False
 
     @nn.compact
@@ -48,11 +47,10 @@ class GRUPredictor(nn.Module):
         actions: jax.Array,
         states: jax.Array | None = None,
         views: jax.Array | None = None,
-    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    ) -> jax.Array:
         """latents [B, T, 1, D] (z_0..z_{T-1}), actions [B, T, A], states [B, T, S] or None,
-        views [B, T, F] (LocalViewEncoder features at the states) iff local_view ->
-        [B, T, 1, D]: output t predicts z_{t+1} (before the world model's LayerNorm); with
-        local_view also the predicted next states [B, T, S] (a residual on states)."""
+        views [B, T, F] (features of the egocentric view and the predicted move) iff local_view
+        -> [B, T, 1, D]: output t predicts z_{t+1} (before the world model's LayerNorm)."""
         if latents.shape[2] != 1:
             raise ValueError(f"the GRU predictor takes one latent per frame, got {latents.shape}")
         if self.use_state != (states is not None):
@@ -77,7 +75,4 @@ class GRUPredictor(nn.Module):
                 f"unknown predictor cell {self.cell!r}; expected one of {PREDICTOR_CELLS}"
             )
         delta = nn.Dense(self.width, kernel_init=nn.initializers.zeros, name="out")(h)
-        if not self.local_view:
-            return (z + delta)[:, :, None]
-        moved = nn.Dense(states.shape[-1], kernel_init=nn.initializers.zeros, name="state_out")(h)
-        return (z + delta)[:, :, None], states + moved
+        return (z + delta)[:, :, None]

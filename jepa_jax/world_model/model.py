@@ -12,8 +12,8 @@ LayerNorm), so predictions can be fed back as inputs.
 With `use_state` the predictor also reads a proprioceptive state (the agent's position, as V-JEPA
 2-AC reads the arm's). Rollouts then need the state of every predicted step: by default it is
 propagated analytically (free-space kinematics), and with `local_view` (conv_gru only) the
-predictor learns it, looking at the start frame's walls cropped around the agent
-(models.local_view), so both the state and the latent can stop at a wall.
+kinematics get a learned brake from the start frame's walls around the agent (models.local_view),
+and the latent's predictor reads that view and the predicted move, so both can stop at a wall.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from jepa_jax.models.ac_predictor import ActionConditionedPredictor
 from jepa_jax.models.conv_encoder import ConvEncoder
 from jepa_jax.models.gru_predictor import GRUPredictor
 from jepa_jax.models.inputs import layer_norm_nonaffine
-from jepa_jax.models.local_view import LocalViewEncoder
+from jepa_jax.models.local_view import LocalViewEncoder, Passability
 from jepa_jax.models.vit import VisionTransformer
 
 ARCHITECTURES = ("vit_ac", "conv_gru")
@@ -84,8 +84,9 @@ class WorldModel:
     action_chunk: int
     use_state: bool
     # The egocentric view (local_view > 0): with it the state is predicted, not propagated, and
-    # the predictor's params are {"cell": ..., "view": ...}.
+    # the predictor's params are {"cell", "view", "passability"}.
     view_encoder: LocalViewEncoder | None = None
+    passability: Passability | None = None
 
     @property
     def local_view(self) -> int:
@@ -159,16 +160,7 @@ class WorldModel:
           of s_1..s_T with local_view, else None).
         """
         if self.local_view:
-            views = self.view_encoder.apply(
-                {"params": predictor_params["view"]},
-                scene_map,
-                self.pixel_position(states),
-                method=LocalViewEncoder.read,
-            )
-            latents_out, states_out = self.predictor.apply(
-                {"params": predictor_params["cell"]}, latents, actions, states, views
-            )
-            return layer_norm_nonaffine(latents_out), states_out
+            return self._predict_with_view(predictor_params, latents, actions, states, scene_map)
         out = self.predictor.apply(
             {"params": predictor_params},
             latents,
@@ -176,6 +168,34 @@ class WorldModel:
             states if self.use_state else None,
         )
         return layer_norm_nonaffine(out), None
+
+    def _predict_with_view(self, params, latents, actions, states, scene_map):
+        """`predict` with the egocentric view: the state moves by each env action of the chunk
+        times its passability at the current (predicted) position; then the cell predicts the
+        latent from the latent, the actions, the state, the view at the start of the step and
+        the predicted move."""
+
+        def view_at(s):  # states [B, T, 2] -> view features [B, T, F]
+            centers = self.pixel_position(s)
+            read = LocalViewEncoder.read
+            return self.view_encoder.apply(
+                {"params": params["view"]}, scene_map, centers, method=read
+            )
+
+        half = (self.env.hi - self.env.lo) / 2.0
+        moves = actions.reshape(actions.shape[:-1] + (self.action_chunk, 2))  # units of max_norm
+        view0 = view_at(states)
+        s = states
+        for i in range(self.action_chunk):  # static: a few env actions per model step
+            features = view0 if i == 0 else view_at(s)
+            passed = self.passability.apply(
+                {"params": params["passability"]}, features, moves[..., i, :]
+            )
+            s = s + passed * moves[..., i, :] * self.env.max_norm / half
+        # The predicted move, x10: a full model step (10 px) is ~3 in these units.
+        cell_input = jnp.concatenate([view0, (s - states) * 10.0], axis=-1)
+        out = self.predictor.apply({"params": params["cell"]}, latents, actions, states, cell_input)
+        return layer_norm_nonaffine(out), s
 
     def next_state(self, state: jax.Array, action: jax.Array) -> jax.Array:
         """Proprioceptive state after an action chunk, propagated analytically as in V-JEPA
@@ -280,6 +300,7 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
             action_chunk=chunk,
             use_state=use_state,
             view_encoder=LocalViewEncoder(size=local_view) if local_view else None,
+            passability=Passability() if local_view else None,
         )
     encoder = build_encoder(model_cfg)
     grid = token_grid((1, env.size, env.size, 2), int(model_cfg["encoder"]["patch_size"]), 1)

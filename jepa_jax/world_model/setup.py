@@ -225,14 +225,16 @@ def make_init_fn(
         z = jnp.zeros((1, num_steps, grid[0] * grid[1], model.encoder.width), jnp.float32)
         a = jnp.zeros((1, num_steps, model.action_dim), jnp.float32)
         s = jnp.zeros((1, num_steps, 2), jnp.float32) if model.use_state else None
-        if model.local_view:  # {"cell", "view"} (world_model.model.WorldModel.view_encoder)
-            k_pred, k_view = jax.random.split(k_pred)
+        if model.local_view:  # {"cell", "view", "passability"} (WorldModel._predict_with_view)
+            k_pred, k_view, k_pass = jax.random.split(k_pred, 3)
             scene = jnp.zeros((1,) + model.frame_shape[:2], jnp.float32)
             centers = model.pixel_position(s)
             view = model.view_encoder.init(k_view, scene, centers)["params"]
             features = model.view_encoder.apply({"params": view}, scene, centers)
-            cell = model.predictor.init(k_pred, z, a, s, features)["params"]
-            predictor = {"cell": cell, "view": view}
+            passability = model.passability.init(k_pass, features, a[..., :2])["params"]
+            cell_input = jnp.concatenate([features, s], axis=-1)  # + the move [.., 2]
+            cell = model.predictor.init(k_pred, z, a, s, cell_input)["params"]
+            predictor = {"cell": cell, "view": view, "passability": passability}
         else:
             predictor = dict(model.predictor.init(k_pred, z, a, s)["params"])
         if isinstance(model.encoder, ConvEncoder):  # conv_gru
