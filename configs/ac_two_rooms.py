@@ -19,13 +19,20 @@ move); inverse dynamics 10 (ours regresses the chunk's mean action in units of m
 2.5 px, eb_jepa the raw action in px, ~6-10x larger squared):
 
   jepa-jax train --config=configs/ac_two_rooms.py:arch=conv_gru --workdir=workdirs/ac_conv_gru
+
+`:arch=conv_gru,local_view=24` adds what the plain model lacks, knowing the wall: the predictor
+also reads the agent's position (a proprioceptive state, as V-JEPA 2-AC reads the arm's) and a
+24 x 24 px window of the start frame's walls around it, and predicts the next position beside
+the next latent (models/local_view.py); its cell is an MLP of 128 units:
+
+  jepa-jax train --config=configs/ac_two_rooms.py:arch=conv_gru,local_view=24 --workdir=W
 """
 
 from jepa_jax import config_lib, config_recipes
 
 
 def get_config(arg=None):
-    args = config_recipes.parse_arg(arg, runlocal=False, arch="vit_ac")
+    args = config_recipes.parse_arg(arg, runlocal=False, arch="vit_ac", local_view=0)
     c = config_lib.base_config("world_model")
     c.seed = 0
     c.total_steps = 6000
@@ -90,6 +97,10 @@ def get_config(arg=None):
         # token model's are affordable because a GRU step is a single cell application.
         c.plan.update(distance="l2", horizon=24, iterations=8)
     c.world_model.architecture = args.arch
+    if args.local_view:  # conv_gru only: validation says so for the other architecture
+        c.world_model.update(
+            use_state=True, local_view=args.local_view, predictor_cell="mlp", predictor_hidden=128
+        )
 
     c.log_every = 100
     c.checkpoint_every = 1000

@@ -330,6 +330,10 @@ def world_model_config() -> ml_collections.ConfigDict:
             step_min=0.2,  # exploration: shortest step as a fraction of env.max_norm
             door_rate=0.35,  # exploration: fraction of trajectories aimed through the door
             use_state=False,  # add a proprioceptive state token (the agent's position)
+            # conv_gru with use_state: side (px, even) of an egocentric window of the start
+            # frame's walls around the agent that the predictor reads, predicting the next state
+            # too (learned, not free-space kinematics); 0 = none. See models/local_view.py.
+            local_view=0,
             encoder_trainable=True,  # False: frozen (random-init) encoder features
             rollout_steps=2,  # steps of the autoregressive rollout loss (V-JEPA 2-AC: 2)
             # Loss weights. The last four are the collapse regularisers for a jointly trained
@@ -341,6 +345,7 @@ def world_model_config() -> ml_collections.ConfigDict:
             covariance_weight=0.5,
             time_similarity_weight=0.0,
             inverse_dynamics_weight=1.0,
+            state_weight=0.01,  # local_view: squared error of the predicted states, px^2
             variance_target=1.0,  # the variance hinge wants each latent dim's std >= this
             idm_hidden=256,  # inverse-dynamics MLP width
         )

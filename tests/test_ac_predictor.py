@@ -97,7 +97,7 @@ def test_rollout_matches_step_by_step_prediction(context):
         seq_a.append(a[:, i])
         zs = jnp.stack(seq_z[-context:], axis=1)
         acts = jnp.stack(seq_a[-context:], axis=1)
-        nxt = model.predict(params, zs, acts)[:, -1]
+        nxt = model.predict(params, zs, acts)[0][:, -1]
         expected.append(nxt)
         seq_z.append(nxt)
     np.testing.assert_allclose(got, np.stack(expected, axis=1), rtol=2e-4, atol=2e-4)
@@ -112,7 +112,7 @@ def test_rollout_with_states_propagates_them():
     states = [s0]
     for i in range(2):
         states.append(model.next_state(states[-1], a[:, i]))
-    pred = model.predict(
+    pred, _ = model.predict(
         params, jnp.stack([z[:, 0], got[:, 0], got[:, 1]], 1), a[:, :3], jnp.stack(states, 1)
     )
     np.testing.assert_allclose(got[:, 2], pred[:, 2], rtol=2e-4, atol=2e-4)

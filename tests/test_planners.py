@@ -221,7 +221,11 @@ class PositionWorldModel:
         flat = frames.reshape((-1,) + frames.shape[-3:])
         return PositionEncoder().encode(params, flat).reshape(frames.shape[:-3] + (1, 2))
 
-    def rollout(self, params, z0, tokens, context):  # [N, 1, 2], [N, H, A] -> [N, H, 1, 2]
+    def conditioning(self, frame, position):  # no proprioceptive state, no egocentric view
+        return None, None
+
+    def rollout(self, params, z0, tokens, context, state0=None, scene=None):
+        """[N, 1, 2], [N, H, A] -> [N, H, 1, 2]."""
         moves = agents.env_actions(self.env, tokens).sum(axis=-2)  # [N, H, 2] pixels
         if self.predictor == "frozen":
             moves = jnp.zeros_like(moves)

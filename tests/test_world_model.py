@@ -5,6 +5,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO, load_config
@@ -75,7 +76,8 @@ def test_objective_terms_and_frozen_encoder():
     batch = jax.jit(trainer.batch)(0)
     loss, aux = jax.jit(lambda p: trainer.objective(p, state["frozen"], batch))(state["params"])
     terms = aux["terms"]
-    assert set(terms) == set(objective.LOSS_WEIGHTS)  # every term, the regularisers included
+    # Every term, the regularisers included; "state" only with a local view (its own test).
+    assert set(terms) == set(objective.LOSS_WEIGHTS) - {"state"}
     weights = trainer.objective.weights
     np.testing.assert_allclose(loss, sum(weights[k] * v for k, v in terms.items()), rtol=1e-5)
     # A frozen encoder: not trained, no regularisers, and it receives no gradient.
@@ -119,14 +121,15 @@ def test_conv_gru_world_model_is_markov_and_plans():
     z = model.encode(params["encoder"], batch["frames"])
     b, t1 = batch["frames"].shape[:2]
     assert z.shape == (b, t1, 1, config.model.encoder.width)
-    seq = model.predict(params["predictor"], z[:, :-1], batch["actions"])
-    one = model.predict(params["predictor"], z[:, 2:3], batch["actions"][:, 2:3])
+    seq, no_state = model.predict(params["predictor"], z[:, :-1], batch["actions"])
+    one, _ = model.predict(params["predictor"], z[:, 2:3], batch["actions"][:, 2:3])
+    assert no_state is None  # states are only predicted with a local view
     np.testing.assert_allclose(seq[:, 2:3], one, rtol=1e-5, atol=1e-5)
     # The rollout with a one-step window equals feeding predictions back by hand.
     roll = model.rollout(params["predictor"], z[:, 0], batch["actions"][:, :3], context=1)
     by_hand, zt = [], z[:, 0:1]
     for i in range(3):
-        zt = model.predict(params["predictor"], zt, batch["actions"][:, i : i + 1])
+        zt, _ = model.predict(params["predictor"], zt, batch["actions"][:, i : i + 1])
         by_hand.append(zt)
     np.testing.assert_allclose(roll, np.concatenate(by_hand, 1), rtol=1e-5, atol=1e-5)
     # Train steps lower the loss; the planner runs with the result.
@@ -187,3 +190,138 @@ def test_run_config_from_an_older_version_gets_new_keys_at_their_defaults(tmp_pa
     config = rundir.read_config(str(tmp_path))
     assert config.world_model.predictor_hidden == 0 and config.total_steps == 123
     assert config.world_model.architecture == "conv_gru"
+
+
+def local_view_config():
+    config = load_config(AC_CONFIG, "arch=conv_gru,runlocal")
+    config.world_model.update(use_state=True, local_view=12, predictor_cell="mlp")
+    return config
+
+
+def test_crop_around_cuts_the_window_at_the_agent_and_reads_outside_as_wall():
+    from jepa_jax.models.local_view import crop_around
+
+    scene = np.zeros((16, 16), np.float32)
+    scene[5, 9] = 7.0  # row y = 5, column x = 9
+    window, offset = crop_around(jnp.asarray(scene), jnp.array([9.3, 4.6]), 6)
+    window, offset = np.asarray(window), np.asarray(offset)
+    assert window.shape == (6, 6)
+    assert window[3, 3] == 7.0 and window.sum() == 7.0  # the centre pixel is (round x, round y)
+    np.testing.assert_allclose(offset, [0.3, -0.4], atol=1e-6)
+    # At the corner, the half outside the scene reads 1 (wall), the inside is the scene's.
+    corner, _ = crop_around(jnp.asarray(scene), jnp.array([0.0, 0.0]), 6)
+    corner = np.asarray(corner)
+    assert np.all(corner[:3] == 1.0) and np.all(corner[:, :3] == 1.0)
+    assert np.all(corner[3:, 3:] == scene[:3, :3])
+
+
+@pytest.mark.parametrize("size", [24, 22])
+def test_view_features_read_from_the_scene_map_equal_those_of_each_window(size):
+    """The planner's shortcut (convolve the whole scene once, gather each window's outputs) gives
+    the features of convolving each crop_around window, at the border and sub-pixel positions."""
+    from jepa_jax.models.local_view import LocalViewEncoder, crop_around
+
+    enc = LocalViewEncoder(size=size)
+    scenes = (jax.random.uniform(jax.random.key(0), (2, 20, 20)) > 0.7).astype(jnp.float32)
+    centers = jax.random.uniform(jax.random.key(1), (2, 5, 2), minval=-2.0, maxval=21.0)
+    centers = centers.at[0, 0].set(jnp.array([0.0, 19.0]))  # corners, and outside the scene
+    params = enc.init(jax.random.key(2), scenes, centers)["params"]
+    got = enc.apply({"params": params}, scenes, centers)  # [2, 5, F]
+    crop = jax.vmap(jax.vmap(lambda s, c: crop_around(s, c, size), (None, 0)))
+    windows, offsets = crop(scenes, centers)
+    want = enc.apply(
+        {"params": params},
+        windows.reshape(-1, size, size),
+        offsets.reshape(-1, 2),
+        method=LocalViewEncoder.window_features,
+    )
+    np.testing.assert_allclose(np.asarray(got).reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+    # One shared map ([1, ...]) serves every sequence.
+    one_map = enc.apply({"params": params}, scenes[:1], method=LocalViewEncoder.scene_map)
+    shared = enc.apply({"params": params}, one_map, centers, method=LocalViewEncoder.read)
+    np.testing.assert_allclose(shared[0], got[0], rtol=1e-5, atol=1e-6)
+
+
+def test_local_view_moves_the_state_by_passable_kinematics_and_reads_the_walls():
+    """With world_model.local_view the state moves by each env action times a learned
+    passability in (0, 1): fully passable is the free-space kinematics, impassable stays put; the
+    untrained model moves almost freely and leaves the latent unchanged; the rollout feeds the
+    predicted state back (the window moves with it); the latent's prediction depends on the walls
+    around the agent; the model trains and plans."""
+    config = local_view_config()
+    trainer = build_world_model_trainer(config, jax.devices()[:1])
+    model = trainer.model
+    state, shardings = trainer.create_state()
+    batch = jax.jit(trainer.batch)(0)
+    params = state["params"]
+    z = model.encode(params["encoder"], batch["frames"])
+    states, scene = model.conditioning(batch["frames"][:, 0], batch["positions"])
+    assert scene.shape == batch["frames"].shape[:1] + batch["frames"].shape[2:4]
+    smap = model.scene_map(params["predictor"], scene)
+    actions, s0 = batch["actions"], states[:, :-1]
+    pred, pred_s = model.predict(params["predictor"], z[:, :-1], actions, s0, smap)
+    np.testing.assert_allclose(pred, z[:, :-1], atol=1e-4)  # the latent is unchanged
+    half = (model.env.hi - model.env.lo) / 2.0
+    steps = actions.reshape(actions.shape[:-1] + (-1, 2)) * model.env.max_norm / half
+    free = steps.sum(-2)  # free-space kinematics: every env action taken in full
+    # Each env action is taken at sigmoid(3 + noise) ~ 0.95 of its length.
+    slack = 0.3 * np.abs(np.asarray(steps)).sum(-2) + 1e-5
+    assert np.all(np.abs(np.asarray(pred_s - s0 - 0.95 * free)) <= slack)
+    for bias, expected in ((30.0, s0 + free), (-30.0, s0)):  # fully passable / blocked
+        p = jax.tree.map(lambda x: x, params["predictor"])
+        p["passability"]["out"]["bias"] = jnp.full((2,), bias)
+        _, got = model.predict(p, z[:, :-1], actions, s0, smap)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    # Random weights: the rollout equals feeding latents and predicted states back by hand.
+    leaves, tree = jax.tree.flatten(params["predictor"])
+    keys = jax.random.split(jax.random.key(7), len(leaves))
+    noisy = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    predictor = jax.tree.unflatten(tree, noisy)
+    smap = model.scene_map(predictor, scene)
+    roll = model.rollout(predictor, z[:, 0], actions[:, :3], 1, states[:, 0], scene)
+    zt, st, by_hand = z[:, 0:1], states[:, 0:1], []
+    for i in range(3):
+        zt, st = model.predict(predictor, zt, actions[:, i : i + 1], st, smap)
+        by_hand.append(zt)
+    np.testing.assert_allclose(roll, np.concatenate(by_hand, 1), rtol=1e-5, atol=1e-5)
+    # The walls matter: the same latents, states and actions in an empty scene predict otherwise.
+    first = (predictor, z[:, :1], actions[:, :1], states[:, :1])
+    walls, _ = model.predict(*first, smap)
+    empty, _ = model.predict(*first, model.scene_map(predictor, jnp.zeros_like(scene)))
+    assert not np.allclose(walls, empty, atol=1e-4)
+
+    # Train steps run with the state term; the planner and the diagnostics run with the result.
+    with jax.set_mesh(trainer.mesh):
+        step = trainer.make_step(shardings)
+        for _ in range(3):
+            state, metrics = step(state)
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["loss_state"]) > 0
+    from jepa_jax.planning import evaluate
+
+    params = {"encoder": state["params"]["encoder"], "predictor": state["params"]["predictor"]}
+    results = evaluate.evaluate_all(config, model, params, ("model",), episodes=2)
+    assert results["model"]["summary"]["episodes"] == 2
+    moves = evaluate.collision_awareness(model, params, seed=0, num_layouts=8)
+    assert set(moves) == set(evaluate.COLLISION_CASES)
+
+
+@pytest.mark.parametrize(
+    "key,value,arch,message",
+    [
+        ("local_view", 7, "conv_gru", "world_model.local_view=7"),
+        ("local_view", -2, "conv_gru", "world_model.local_view=-2"),
+        ("use_state", False, "conv_gru", "world_model.use_state=False"),
+        ("state_weight", -1.0, "conv_gru", "world_model.state_weight=-1.0"),
+        ("local_view", 12, "vit_ac", "world_model.architecture='vit_ac'"),
+    ],
+)
+def test_local_view_bad_settings_are_config_errors(key, value, arch, message):
+    from jepa_jax.errors import ConfigError
+    from jepa_jax.world_model.setup import validate_world_model_config
+
+    config = local_view_config()
+    config.world_model.architecture = arch
+    config.world_model[key] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validate_world_model_config(config)

@@ -264,6 +264,10 @@ def rollout(env: TwoRooms, layout: Layout, pos: jax.Array, actions: jax.Array) -
 # ---------------------------------------------------------------------------------------------
 
 
+# Observation channels (render): the agent's blob, and the walls (static within an episode).
+AGENT_CHANNEL, WALL_CHANNEL = 0, 1
+
+
 def wall_image(env: TwoRooms, layout: Layout) -> jax.Array:
     """Channel 1: float32 [size, size], 1 on the border and the middle wall, 0 elsewhere."""
     c = jnp.arange(env.size, dtype=jnp.float32)

@@ -36,20 +36,32 @@ class GRUPredictor(nn.Module):
     action_hidden: int = 64  # width of the action MLP feeding the cell
     grid: tuple[int, int] = (1, 1)  # one token per frame
     use_state: bool = False
+    # Egocentric view (models.local_view): the cell also reads features of the scene around the
+    # agent and of its predicted move (world_model.model.WorldModel.predict). Needs use_state.
+    local_view: bool = False
 
     @nn.compact
     def __call__(
-        self, latents: jax.Array, actions: jax.Array, states: jax.Array | None = None
+        self,
+        latents: jax.Array,
+        actions: jax.Array,
+        states: jax.Array | None = None,
+        views: jax.Array | None = None,
     ) -> jax.Array:
-        """latents [B, T, 1, D] (z_0..z_{T-1}), actions [B, T, A], states [B, T, S] or None ->
-        [B, T, 1, D]: output t predicts z_{t+1} (before the world model's LayerNorm)."""
+        """latents [B, T, 1, D] (z_0..z_{T-1}), actions [B, T, A], states [B, T, S] or None,
+        views [B, T, F] (features of the egocentric view and the predicted move) iff local_view
+        -> [B, T, 1, D]: output t predicts z_{t+1} (before the world model's LayerNorm)."""
         if latents.shape[2] != 1:
             raise ValueError(f"the GRU predictor takes one latent per frame, got {latents.shape}")
         if self.use_state != (states is not None):
             raise ValueError("states must be given exactly when use_state is True")
+        if self.local_view != (views is not None):
+            raise ValueError("views must be given exactly when local_view is True")
         x = actions if states is None else jnp.concatenate([actions, states], axis=-1)
         x = nn.gelu(nn.Dense(self.action_hidden, name="action_in")(x))
         x = nn.gelu(nn.Dense(self.action_hidden, name="action_mid")(x))
+        if views is not None:
+            x = jnp.concatenate([x, views.astype(x.dtype)], axis=-1)
         z = latents[:, :, 0]
         hidden = self.hidden or self.width
         if self.cell == "mlp":

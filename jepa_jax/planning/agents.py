@@ -63,25 +63,24 @@ class LatentAgent(_WorldModelAgent):
     distance: str = "l1"  # l1 | l2
     context_steps: int = 1  # predictor window during rollouts
 
-    def observe(self, params: Any, task: dict, pos: jax.Array) -> jax.Array:
-        """Latent [P, D] of the image of the agent at pos [2] in the task's layout."""
-        frame = two_rooms.render(self.env, task["layout"], pos)
-        return self.model.encode(params["encoder"], frame)
-
     def goal(self, params: Any, task: dict) -> jax.Array:
         """The goal image's latent [P, D] (computed once per episode)."""
-        return self.observe(params, task, task["goal"])
+        frame = two_rooms.render(self.env, task["layout"], task["goal"])
+        return self.model.encode(params["encoder"], frame)
 
     def cost_fn(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array) -> CostFn:
-        """The energy of candidates [N, H, A] from position pos (observed as an image)."""
-        z0 = self.observe(params, task, pos)
-        state0 = self.model.normalise_state(pos) if self.model.use_state else None
+        """The energy of candidates [N, H, A] from position pos (observed as an image, and as a
+        proprioceptive state with `use_state`)."""
+        frame = two_rooms.render(self.env, task["layout"], pos)
+        z0 = self.model.encode(params["encoder"], frame)
+        state0, scene0 = self.model.conditioning(frame, pos)
 
         def cost(tokens: jax.Array) -> jax.Array:
             n = tokens.shape[0]
             z = jnp.broadcast_to(z0, (n,) + z0.shape)
             s = None if state0 is None else jnp.broadcast_to(state0, (n, 2))
-            preds = self.model.rollout(params["predictor"], z, tokens, self.context_steps, s)
+            scene = None if scene0 is None else scene0[None]  # one scene for all candidates
+            preds = self.model.rollout(params["predictor"], z, tokens, self.context_steps, s, scene)
             return reduce_over_horizon(latent_distance(preds, goal, self.distance), self.energy)
 
         return cost

@@ -228,7 +228,10 @@ def rollout_accuracy(
     def run(key):
         batch = world_model_data.batch(env, policy, key, num_sequences, horizon, chunk)
         z = model.encode(params["encoder"], batch["frames"])  # [N, H+1, P, D]
-        pred = model.rollout(params["predictor"], z[:, 0], batch["actions"], 1)  # [N, H, P, D]
+        state0, scene0 = model.conditioning(batch["frames"][:, 0], batch["positions"][:, 0])
+        pred = model.rollout(  # [N, H, P, D]
+            params["predictor"], z[:, 0], batch["actions"], 1, state0, scene0
+        )
         return z, pred, batch["positions"]
 
     z, pred, positions = map(np.asarray, run(key))
@@ -289,6 +292,14 @@ def collision_awareness(
     def encode(layout, pos):
         return model.encode(params["encoder"], two_rooms.render(env, layout, pos))
 
+    def predict_one(layout, pos):  # the predicted latent [P, D] after one push from pos
+        frame = two_rooms.render(env, layout, pos)
+        state0, scene0 = model.conditioning(frame[None], pos[None])
+        z0 = model.encode(params["encoder"], frame)
+        return model.rollout(params["predictor"], z0[None], push[None, None], 1, state0, scene0)[
+            0, 0
+        ]
+
     @jax.jit
     def fit_sample(key):
         k_layout, k_pos = jax.random.split(key)
@@ -309,9 +320,7 @@ def collision_awareness(
             start = jnp.stack([layout["wall_x"] + dx, layout["door_y"] + sign * dy])
             actions = agents.env_actions(env, push)  # [chunk, 2] pixels
             end = two_rooms.rollout(env, layout, start, actions)[-1]
-            z0 = encode(layout, start)
-            pred = model.rollout(params["predictor"], z0[None], push[None, None], 1)[0, 0]
-            return end[0] - start[0], z0, pred
+            return end[0] - start[0], encode(layout, start), predict_one(layout, start)
 
         return jax.vmap(one)(keys)
 

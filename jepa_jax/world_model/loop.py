@@ -21,7 +21,12 @@ from jepa_jax.train.runner import run
 from jepa_jax.world_model.setup import build_world_model_trainer
 
 # Loss terms shown on the progress line (all are in metrics.jsonl and TensorBoard).
-SHOWN_TERMS = (("teacher_forcing", "tf"), ("rollout", "roll"), ("inverse_dynamics", "idm"))
+SHOWN_TERMS = (
+    ("teacher_forcing", "tf"),
+    ("rollout", "roll"),
+    ("inverse_dynamics", "idm"),
+    ("state", "state_px2"),
+)
 
 
 class WorldModelReporter(Reporter):

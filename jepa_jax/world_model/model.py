@@ -8,6 +8,12 @@ Two architectures (`world_model.architecture`):
 Latents are per-frame tokens [P, D] (P = 1 for conv_gru) after a non-affine LayerNorm (as V-JEPA
 2-AC normalises both its targets and its predictions, and eb_jepa passes both through one
 LayerNorm), so predictions can be fed back as inputs.
+
+With `use_state` the predictor also reads a proprioceptive state (the agent's position, as V-JEPA
+2-AC reads the arm's). Rollouts then need the state of every predicted step: by default it is
+propagated analytically (free-space kinematics), and with `local_view` (conv_gru only) the
+kinematics get a learned brake from the start frame's walls around the agent (models.local_view),
+and the latent's predictor reads that view and the predicted move, so both can stop at a wall.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jepa_jax.envs.two_rooms import TwoRooms, channel_statistics
+from jepa_jax.envs.two_rooms import WALL_CHANNEL, TwoRooms, channel_statistics
 from jepa_jax.models import build_encoder, compute_dtype, token_grid
 from jepa_jax.models.ac_predictor import ActionConditionedPredictor
 from jepa_jax.models.conv_encoder import ConvEncoder
 from jepa_jax.models.gru_predictor import GRUPredictor
 from jepa_jax.models.inputs import layer_norm_nonaffine
+from jepa_jax.models.local_view import LocalViewEncoder, Passability
 from jepa_jax.models.vit import VisionTransformer
 
 ARCHITECTURES = ("vit_ac", "conv_gru")
@@ -76,6 +83,15 @@ class WorldModel:
     idm: InverseDynamics
     action_chunk: int
     use_state: bool
+    # The egocentric view (local_view > 0): with it the state is predicted, not propagated, and
+    # the predictor's params are {"cell", "view", "passability"}.
+    view_encoder: LocalViewEncoder | None = None
+    passability: Passability | None = None
+
+    @property
+    def local_view(self) -> int:
+        """Side of the egocentric window, px (0: none)."""
+        return 0 if self.view_encoder is None else self.view_encoder.size
 
     @property
     def action_dim(self) -> int:
@@ -94,6 +110,28 @@ class WorldModel:
         half = (self.env.hi - self.env.lo) / 2.0
         return (position - (self.env.lo + half)) / half
 
+    def pixel_position(self, state: jax.Array) -> jax.Array:
+        """Inverse of normalise_state: states [..., 2] in [-1, 1] -> positions in pixels."""
+        half = (self.env.hi - self.env.lo) / 2.0
+        return state * half + (self.env.lo + half)
+
+    def conditioning(
+        self, frame: jax.Array, position: jax.Array
+    ) -> tuple[jax.Array | None, jax.Array | None]:
+        """What a rollout from frame [..., H, W, 2] with the agent at position [..., 2] (px) needs
+        beside the latent: (state [..., 2] or None without use_state, scene [..., H, W] or None
+        without local_view). The scene is the frame's wall channel: it does not move."""
+        state = self.normalise_state(position) if self.use_state else None
+        scene = frame[..., WALL_CHANNEL] if self.local_view else None
+        return state, scene
+
+    def scene_map(self, predictor_params: Any, scene: jax.Array) -> jax.Array:
+        """Scenes [B, H, W] -> the view encoder's maps [B, ...] (local_view only), computed once
+        per rollout: every window of a rollout is read from them."""
+        return self.view_encoder.apply(
+            {"params": predictor_params["view"]}, scene, method=LocalViewEncoder.scene_map
+        )
+
     def encode(self, encoder_params: Any, frames: jax.Array) -> jax.Array:
         """Frames float [..., H, W, 2] in [0, 1] -> latents [..., P, D]."""
         lead = frames.shape[:-3]
@@ -108,16 +146,56 @@ class WorldModel:
         latents: jax.Array,
         actions: jax.Array,
         states: jax.Array | None = None,
-    ) -> jax.Array:
-        """Block-causal next-step predictions: latents [B, T, P, D], actions [B, T, A],
-        states [B, T, 2] or None -> normalised predictions [B, T, P, D] of z_1..z_T."""
+        scene_map: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """Block-causal next-step predictions.
+
+        Args:
+          latents: [B, T, P, D]; actions: [B, T, A]; states: [B, T, 2] (use_state) or None;
+          scene_map: `scene_map` of the start frames' walls, [B, ...] or [1, ...] shared by
+            all sequences (local_view), or None.
+
+        Returns:
+          (normalised latent predictions [B, T, P, D] of z_1..z_T, predicted states [B, T, 2]
+          of s_1..s_T with local_view, else None).
+        """
+        if self.local_view:
+            return self._predict_with_view(predictor_params, latents, actions, states, scene_map)
         out = self.predictor.apply(
             {"params": predictor_params},
             latents,
             actions,
             states if self.use_state else None,
         )
-        return layer_norm_nonaffine(out)
+        return layer_norm_nonaffine(out), None
+
+    def _predict_with_view(self, params, latents, actions, states, scene_map):
+        """`predict` with the egocentric view: the state moves by each env action of the chunk
+        times its passability at the current (predicted) position; then the cell predicts the
+        latent from the latent, the actions, the state, the view at the start of the step and
+        the predicted move."""
+
+        def view_at(s):  # states [B, T, 2] -> view features [B, T, F]
+            centers = self.pixel_position(s)
+            read = LocalViewEncoder.read
+            return self.view_encoder.apply(
+                {"params": params["view"]}, scene_map, centers, method=read
+            )
+
+        half = (self.env.hi - self.env.lo) / 2.0
+        moves = actions.reshape(actions.shape[:-1] + (self.action_chunk, 2))  # units of max_norm
+        view0 = view_at(states)
+        s = states
+        for i in range(self.action_chunk):  # static: a few env actions per model step
+            features = view0 if i == 0 else view_at(s)
+            passed = self.passability.apply(
+                {"params": params["passability"]}, features, moves[..., i, :]
+            )
+            s = s + passed * moves[..., i, :] * self.env.max_norm / half
+        # The predicted move, x10: a full model step (10 px) is ~3 in these units.
+        cell_input = jnp.concatenate([view0, (s - states) * 10.0], axis=-1)
+        out = self.predictor.apply({"params": params["cell"]}, latents, actions, states, cell_input)
+        return layer_norm_nonaffine(out), s
 
     def next_state(self, state: jax.Array, action: jax.Array) -> jax.Array:
         """Proprioceptive state after an action chunk, propagated analytically as in V-JEPA
@@ -133,6 +211,7 @@ class WorldModel:
         actions: jax.Array,
         context: int,
         state0: jax.Array | None = None,
+        scene: jax.Array | None = None,
     ) -> jax.Array:
         """Autoregressive rollout: each prediction is fed back as the next input.
 
@@ -146,6 +225,8 @@ class WorldModel:
           actions: [B, H, A] action tokens.
           context: window length W >= 1 (static).
           state0: [B, 2] starting states (use_state only).
+          scene: [B, H, W] or [1, H, W] (shared) the start frames' walls (local_view only; see
+            `conditioning`).
 
         Returns:
           [B, H, P, D] predicted latents z_1..z_H.
@@ -163,9 +244,12 @@ class WorldModel:
             i, a = inputs  # step index, action [B, A]
             slot = jnp.minimum(i, w - 1)
             act = act.at[:, slot].set(a)
-            pred = self.predict(predictor_params, lat, act, states)
+            pred, pred_states = self.predict(predictor_params, lat, act, states, scene_map)
             z_next = jax.lax.dynamic_index_in_dim(pred, slot, axis=1, keepdims=False)
-            new_state = None if state is None else self.next_state(state, a)
+            if pred_states is not None:  # learned (local_view)
+                new_state = jax.lax.dynamic_index_in_dim(pred_states, slot, axis=1, keepdims=False)
+            else:
+                new_state = None if state is None else self.next_state(state, a)
             # Append z_next: into the next slot while the window fills, else shift left.
             full = i + 1 >= w
             lat = jnp.where(full, jnp.roll(lat, -1, axis=1), lat)
@@ -178,6 +262,7 @@ class WorldModel:
             return (lat, act, states, new_state), z_next
 
         state = state0 if self.use_state else None
+        scene_map = None if scene is None else self.scene_map(predictor_params, scene)
         steps = jnp.arange(horizon)
         _, preds = jax.lax.scan(body, (lat, act, states, state), (steps, actions.swapaxes(0, 1)))
         return preds.swapaxes(0, 1)
@@ -191,6 +276,7 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
     chunk = int(wm["action_chunk"])
     idm = InverseDynamics(hidden=int(wm["idm_hidden"]), action_dim=2)
     use_state = bool(wm["use_state"])
+    local_view = int(wm["local_view"])
     if wm["architecture"] == "conv_gru":
         width = int(model_cfg["encoder"]["width"])
         mean, std = channel_statistics(env)
@@ -208,10 +294,13 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
                 hidden=int(wm["predictor_hidden"]),
                 cell=str(wm["predictor_cell"]),
                 use_state=use_state,
+                local_view=local_view > 0,
             ),
             idm=idm,
             action_chunk=chunk,
             use_state=use_state,
+            view_encoder=LocalViewEncoder(size=local_view) if local_view else None,
+            passability=Passability() if local_view else None,
         )
     encoder = build_encoder(model_cfg)
     grid = token_grid((1, env.size, env.size, 2), int(model_cfg["encoder"]["patch_size"]), 1)

@@ -9,6 +9,8 @@ With z_t = LN(encoder(frame_t)) for t = 0..T and the block-causal predictor P:
                    inverse-dynamics error |IDM(z_t, z_{t+1}) - mean(a_t)|^2 (joint training
                    only; the mean over the chunk's env actions, because only their net effect
                    shows between two frames).
+  state            with a local view (the predictor also predicts the agent's next state): the
+                   mean squared error in px^2 of the rolled-out states against the true ones.
 |.| is L1 (V-JEPA 2-AC) or squared error (eb_jepa), `world_model.prediction_distance`.
 Targets carry gradients into a jointly trained encoder, as in eb_jepa; with a frozen encoder
 they are constants.
@@ -33,6 +35,7 @@ LOSS_WEIGHTS = (
     "covariance",
     "time_similarity",
     "inverse_dynamics",
+    "state",
 )
 REGULARISERS = ("variance", "covariance", "time_similarity", "inverse_dynamics")
 
@@ -66,20 +69,37 @@ class WorldModelObjective:
             distance=str(wm["prediction_distance"]),
         )
 
-    def rollout_loss(self, predictor_params, z, actions, states, first_pred) -> jax.Array:
+    def rollout_loss(
+        self, predictor_params, z, actions, states, scene_map, first_pred, first_state
+    ) -> tuple[jax.Array, jax.Array | None]:
         """Error of an R-step autoregressive rollout from z_0 against z_1..z_R.
 
         As V-JEPA 2-AC: ẑ_1 is the teacher-forced prediction of step 1 (`first_pred`, identical
         by block-causality), then the predictor runs on the growing sequence [z_0, ẑ_1..ẑ_n]
         (Python-unrolled: R is small and each length is its own static shape, which trains
-        several times faster on CPU than a scanned fixed-size buffer).
+        several times faster on CPU than a scanned fixed-size buffer). With a learned state
+        (`first_state` [B, 2] not None) the predicted states are fed back the same way.
+
+        Returns:
+          (latent error, mean squared state error in px^2 or None).
         """
         seq = jnp.concatenate([z[:, :1], first_pred[:, None]], axis=1)
+        learned = first_state is not None
+        seq_s = jnp.concatenate([states[:, :1], first_state[:, None]], axis=1) if learned else None
         for n in range(2, self.rollout_steps + 1):
-            s = None if states is None else states[:, :n]
-            pred = self.model.predict(predictor_params, seq, actions[:, :n], s)
+            s = seq_s if learned else (None if states is None else states[:, :n])
+            pred, pred_s = self.model.predict(predictor_params, seq, actions[:, :n], s, scene_map)
             seq = jnp.concatenate([seq, pred[:, -1:]], axis=1)
-        return latent_distance(seq[:, 1:], z[:, 1 : self.rollout_steps + 1], self.distance).mean()
+            if learned:
+                seq_s = jnp.concatenate([seq_s, pred_s[:, -1:]], axis=1)
+        r = self.rollout_steps
+        latent = latent_distance(seq[:, 1:], z[:, 1 : r + 1], self.distance).mean()
+        if not learned:
+            return latent, None
+        err = self.model.pixel_position(seq_s[:, 1:]) - self.model.pixel_position(
+            states[:, 1 : r + 1]
+        )
+        return latent, jnp.mean(jnp.sum(jnp.square(err), axis=-1))
 
     def __call__(self, params: Any, frozen: Any, batch: Mapping[str, jax.Array]):
         """Loss of one batch.
@@ -98,13 +118,28 @@ class WorldModelObjective:
         if not self.encoder_trainable:
             z = jax.lax.stop_gradient(z)
         actions = batch["actions"]
-        states = self.model.normalise_state(batch["positions"]) if self.model.use_state else None
+        states, scene = self.model.conditioning(batch["frames"][:, 0], batch["positions"])
+        scene_map = None if scene is None else self.model.scene_map(params["predictor"], scene)
         t = actions.shape[1]
-        pred = self.model.predict(
-            params["predictor"], z[:, :t], actions, None if states is None else states[:, :t]
+        pred, pred_s = self.model.predict(
+            params["predictor"],
+            z[:, :t],
+            actions,
+            None if states is None else states[:, :t],
+            scene_map,
         )
         terms = {"teacher_forcing": latent_distance(pred, z[:, 1:], self.distance).mean()}
-        terms["rollout"] = self.rollout_loss(params["predictor"], z, actions, states, pred[:, 0])
+        terms["rollout"], state_error = self.rollout_loss(
+            params["predictor"],
+            z,
+            actions,
+            states,
+            scene_map,
+            pred[:, 0],
+            None if pred_s is None else pred_s[:, 0],
+        )
+        if state_error is not None:
+            terms["state"] = state_error
         if self.encoder_trainable:
             terms["variance"], terms["covariance"] = vicreg_terms(z, self.variance_target)
             terms["time_similarity"] = time_similarity(z)

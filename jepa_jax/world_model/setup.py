@@ -56,8 +56,29 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
     for key in ("teacher_forcing", "rollout", "variance", "covariance", "time_similarity"):
         value = wm[f"{key}_weight"]
         need(float(value) >= 0, f"world_model.{key}_weight", value, "a number >= 0")
-    value = wm.inverse_dynamics_weight
-    need(float(value) >= 0, "world_model.inverse_dynamics_weight", value, "a number >= 0")
+    for key in ("inverse_dynamics", "state"):
+        value = wm[f"{key}_weight"]
+        need(float(value) >= 0, f"world_model.{key}_weight", value, "a number >= 0")
+    view = wm.local_view
+    need(
+        int(view) >= 0 and int(view) % 2 == 0,
+        "world_model.local_view",
+        view,
+        "an even integer >= 0",
+    )
+    if int(view):
+        need(
+            wm.architecture == "conv_gru",
+            "world_model.architecture",
+            wm.architecture,
+            f"'conv_gru' when world_model.local_view={view} (a conv_gru cell input)",
+        )
+        need(
+            bool(wm.use_state),
+            "world_model.use_state",
+            wm.use_state,
+            f"True when world_model.local_view={view} (the view is cut around the agent's state)",
+        )
     need(
         wm.architecture in ARCHITECTURES,
         "world_model.architecture",
@@ -204,7 +225,18 @@ def make_init_fn(
         z = jnp.zeros((1, num_steps, grid[0] * grid[1], model.encoder.width), jnp.float32)
         a = jnp.zeros((1, num_steps, model.action_dim), jnp.float32)
         s = jnp.zeros((1, num_steps, 2), jnp.float32) if model.use_state else None
-        predictor = dict(model.predictor.init(k_pred, z, a, s)["params"])
+        if model.local_view:  # {"cell", "view", "passability"} (WorldModel._predict_with_view)
+            k_pred, k_view, k_pass = jax.random.split(k_pred, 3)
+            scene = jnp.zeros((1,) + model.frame_shape[:2], jnp.float32)
+            centers = model.pixel_position(s)
+            view = model.view_encoder.init(k_view, scene, centers)["params"]
+            features = model.view_encoder.apply({"params": view}, scene, centers)
+            passability = model.passability.init(k_pass, features, a[..., :2])["params"]
+            cell_input = jnp.concatenate([features, s], axis=-1)  # + the move [.., 2]
+            cell = model.predictor.init(k_pred, z, a, s, cell_input)["params"]
+            predictor = {"cell": cell, "view": view, "passability": passability}
+        else:
+            predictor = dict(model.predictor.init(k_pred, z, a, s)["params"])
         if isinstance(model.encoder, ConvEncoder):  # conv_gru
             frame = jnp.zeros((1,) + model.frame_shape, jnp.float32)
             encoder = model.encoder.init(k_enc, frame)["params"]
