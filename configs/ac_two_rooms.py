@@ -22,8 +22,9 @@ move); inverse dynamics 10 (ours regresses the chunk's mean action in units of m
 
 `:arch=conv_gru,local_view=24` adds what the plain model lacks, knowing the wall: the predictor
 also reads the agent's position (a proprioceptive state, as V-JEPA 2-AC reads the arm's) and a
-24 x 24 px window of the start frame's walls around it, and predicts the next position beside
-the next latent (models/local_view.py); its cell is an MLP of 128 units:
+24 x 24 px window of the start frame's walls around it; the next position is free-space
+kinematics braked by a passability learned from that window, and the latent's cell (an MLP of
+128 units) reads the window and the predicted move (models/local_view.py):
 
   jepa-jax train --config=configs/ac_two_rooms.py:arch=conv_gru,local_view=24 --workdir=W
 """

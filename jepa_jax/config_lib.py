@@ -331,8 +331,9 @@ def world_model_config() -> ml_collections.ConfigDict:
             door_rate=0.35,  # exploration: fraction of trajectories aimed through the door
             use_state=False,  # add a proprioceptive state token (the agent's position)
             # conv_gru with use_state: side (px, even) of an egocentric window of the start
-            # frame's walls around the agent that the predictor reads, predicting the next state
-            # too (learned, not free-space kinematics); 0 = none. See models/local_view.py.
+            # frame's walls around the agent that the predictor reads; the next state is then
+            # free-space kinematics with a passability learned from it; 0 = none. See
+            # models/local_view.py.
             local_view=0,
             encoder_trainable=True,  # False: frozen (random-init) encoder features
             rollout_steps=2,  # steps of the autoregressive rollout loss (V-JEPA 2-AC: 2)
