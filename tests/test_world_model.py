@@ -105,6 +105,16 @@ def test_plan_bad_input_is_one_line(args, message):
     assert len(err) == 1 and message in err[0], proc.stderr
 
 
+def fresh_model_and_batch(config):
+    """An untrained model of config on one device: (trainer, state, state shardings, the batch
+    of step 0, its latents [B, T+1, P, D])."""
+    trainer = build_world_model_trainer(config, jax.devices()[:1])
+    state, shardings = trainer.create_state()
+    batch = jax.jit(trainer.batch)(0)
+    z = trainer.model.encode(state["params"]["encoder"], batch["frames"])
+    return trainer, state, shardings, batch, z
+
+
 def test_conv_gru_world_model_is_markov_and_plans():
     """The eb_jepa architecture: one latent per frame from the conv encoder, a GRU predictor
     whose prediction depends on the current latent and action only (so teacher forcing over a
@@ -113,12 +123,8 @@ def test_conv_gru_world_model_is_markov_and_plans():
 
     config = load_config(AC_CONFIG, "arch=conv_gru,runlocal")
     assert config.world_model.architecture == "conv_gru"
-    trainer = build_world_model_trainer(config, jax.devices()[:1])
-    model = trainer.model
-    state, shardings = trainer.create_state()
-    batch = jax.jit(trainer.batch)(0)
-    params = state["params"]
-    z = model.encode(params["encoder"], batch["frames"])
+    trainer, state, shardings, batch, z = fresh_model_and_batch(config)
+    model, params = trainer.model, state["params"]
     b, t1 = batch["frames"].shape[:2]
     assert z.shape == (b, t1, 1, config.model.encoder.width)
     seq, no_state = model.predict(params["predictor"], z[:, :-1], batch["actions"])
@@ -249,12 +255,8 @@ def test_local_view_moves_the_state_by_passable_kinematics_and_reads_the_walls()
     predicted state back (the window moves with it); the latent's prediction depends on the walls
     around the agent; the model trains and plans."""
     config = local_view_config()
-    trainer = build_world_model_trainer(config, jax.devices()[:1])
-    model = trainer.model
-    state, shardings = trainer.create_state()
-    batch = jax.jit(trainer.batch)(0)
-    params = state["params"]
-    z = model.encode(params["encoder"], batch["frames"])
+    trainer, state, shardings, batch, z = fresh_model_and_batch(config)
+    model, params = trainer.model, state["params"]
     states, scene = model.conditioning(batch["frames"][:, 0], batch["positions"])
     assert scene.shape == batch["frames"].shape[:1] + batch["frames"].shape[2:4]
     smap = model.scene_map(params["predictor"], scene)

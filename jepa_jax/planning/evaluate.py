@@ -292,13 +292,12 @@ def collision_awareness(
     def encode(layout, pos):
         return model.encode(params["encoder"], two_rooms.render(env, layout, pos))
 
-    def predict_one(layout, pos):  # the predicted latent [P, D] after one push from pos
+    def push_once(layout, pos):  # (latent [P, D] at pos, predicted latent after one push)
         frame = two_rooms.render(env, layout, pos)
         state0, scene0 = model.conditioning(frame[None], pos[None])
         z0 = model.encode(params["encoder"], frame)
-        return model.rollout(params["predictor"], z0[None], push[None, None], 1, state0, scene0)[
-            0, 0
-        ]
+        pred = model.rollout(params["predictor"], z0[None], push[None, None], 1, state0, scene0)
+        return z0, pred[0, 0]
 
     @jax.jit
     def fit_sample(key):
@@ -320,7 +319,7 @@ def collision_awareness(
             start = jnp.stack([layout["wall_x"] + dx, layout["door_y"] + sign * dy])
             actions = agents.env_actions(env, push)  # [chunk, 2] pixels
             end = two_rooms.rollout(env, layout, start, actions)[-1]
-            return end[0] - start[0], encode(layout, start), predict_one(layout, start)
+            return (end[0] - start[0], *push_once(layout, start))
 
         return jax.vmap(one)(keys)
 

@@ -105,14 +105,19 @@ class WorldModel:
         """Action tokens [..., A] -> the mean of their `action_chunk` 2-D actions [..., 2]."""
         return actions.reshape(actions.shape[:-1] + (self.action_chunk, 2)).mean(-2)
 
+    @property
+    def state_half_range(self) -> float:
+        """Pixels per unit of normalised state: half the free square's side."""
+        return (self.env.hi - self.env.lo) / 2.0
+
     def normalise_state(self, position: jax.Array) -> jax.Array:
         """Agent positions [..., 2] (pixels) -> [-1, 1]."""
-        half = (self.env.hi - self.env.lo) / 2.0
+        half = self.state_half_range
         return (position - (self.env.lo + half)) / half
 
     def pixel_position(self, state: jax.Array) -> jax.Array:
         """Inverse of normalise_state: states [..., 2] in [-1, 1] -> positions in pixels."""
-        half = (self.env.hi - self.env.lo) / 2.0
+        half = self.state_half_range
         return state * half + (self.env.lo + half)
 
     def conditioning(
@@ -182,7 +187,7 @@ class WorldModel:
                 {"params": params["view"]}, scene_map, centers, method=read
             )
 
-        half = (self.env.hi - self.env.lo) / 2.0
+        half = self.state_half_range
         moves = actions.reshape(actions.shape[:-1] + (self.action_chunk, 2))  # units of max_norm
         view0 = view_at(states)
         s = states
@@ -200,7 +205,7 @@ class WorldModel:
     def next_state(self, state: jax.Array, action: jax.Array) -> jax.Array:
         """Proprioceptive state after an action chunk, propagated analytically as in V-JEPA
         2-AC (free-space kinematics: walls ignored). state [..., 2], action [..., A]."""
-        half = (self.env.hi - self.env.lo) / 2.0
+        half = self.state_half_range
         moved = self.mean_action(action) * self.action_chunk
         return jnp.clip(state + moved * self.env.max_norm / half, -1.0, 1.0)
 

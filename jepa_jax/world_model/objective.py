@@ -96,10 +96,8 @@ class WorldModelObjective:
         latent = latent_distance(seq[:, 1:], z[:, 1 : r + 1], self.distance).mean()
         if not learned:
             return latent, None
-        err = self.model.pixel_position(seq_s[:, 1:]) - self.model.pixel_position(
-            states[:, 1 : r + 1]
-        )
-        return latent, jnp.mean(jnp.sum(jnp.square(err), axis=-1))
+        err_px = (seq_s[:, 1:] - states[:, 1 : r + 1]) * self.model.state_half_range
+        return latent, jnp.mean(jnp.sum(jnp.square(err_px), axis=-1))
 
     def __call__(self, params: Any, frozen: Any, batch: Mapping[str, jax.Array]):
         """Loss of one batch.

@@ -35,7 +35,7 @@ from jepa_jax.train.nonfinite import all_finite, keep_if_not_finite
 from jepa_jax.train.state import abstract_state, create_state, new_state
 from jepa_jax.world_model import data
 from jepa_jax.world_model.model import ARCHITECTURES, DISTANCES, WorldModel, build_world_model
-from jepa_jax.world_model.objective import WorldModelObjective
+from jepa_jax.world_model.objective import LOSS_WEIGHTS, WorldModelObjective
 
 # The data stream's seed is derived from config.seed, apart from the init's.
 DATA_SEED_OFFSET = 3
@@ -53,10 +53,7 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
         wm.rollout_steps,
         f"an integer in [1, world_model.num_steps={wm.num_steps}]",
     )
-    for key in ("teacher_forcing", "rollout", "variance", "covariance", "time_similarity"):
-        value = wm[f"{key}_weight"]
-        need(float(value) >= 0, f"world_model.{key}_weight", value, "a number >= 0")
-    for key in ("inverse_dynamics", "state"):
+    for key in LOSS_WEIGHTS:
         value = wm[f"{key}_weight"]
         need(float(value) >= 0, f"world_model.{key}_weight", value, "a number >= 0")
     view = wm.local_view
