@@ -221,10 +221,10 @@ class PositionWorldModel:
         flat = frames.reshape((-1,) + frames.shape[-3:])
         return PositionEncoder().encode(params, flat).reshape(frames.shape[:-3] + (1, 2))
 
-    def conditioning(self, frame, position):  # no proprioceptive state, no egocentric view
+    def conditioning(self, predictor_params, frame, position):  # no state, no egocentric view
         return None, None
 
-    def rollout(self, params, z0, tokens, context, state0=None, scene=None):
+    def rollout(self, params, z0, tokens, context, state0=None, scene_map=None):
         """[N, 1, 2], [N, H, A] -> [N, H, 1, 2]."""
         moves = agents.env_actions(self.env, tokens).sum(axis=-2)  # [N, H, 2] pixels
         if self.predictor == "frozen":

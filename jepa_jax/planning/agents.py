@@ -73,14 +73,16 @@ class LatentAgent(_WorldModelAgent):
         proprioceptive state with `use_state`)."""
         frame = two_rooms.render(self.env, task["layout"], pos)
         z0 = self.model.encode(params["encoder"], frame)
-        state0, scene0 = self.model.conditioning(frame, pos)
+        # One frame: the scene map is made once per replan and shared by every candidate.
+        state0, scene_map = self.model.conditioning(params["predictor"], frame, pos)
 
         def cost(tokens: jax.Array) -> jax.Array:
             n = tokens.shape[0]
             z = jnp.broadcast_to(z0, (n,) + z0.shape)
             s = None if state0 is None else jnp.broadcast_to(state0, (n, 2))
-            scene = None if scene0 is None else scene0[None]  # one scene for all candidates
-            preds = self.model.rollout(params["predictor"], z, tokens, self.context_steps, s, scene)
+            preds = self.model.rollout(
+                params["predictor"], z, tokens, self.context_steps, s, scene_map
+            )
             return reduce_over_horizon(latent_distance(preds, goal, self.distance), self.energy)
 
         return cost

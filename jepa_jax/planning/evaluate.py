@@ -228,9 +228,11 @@ def rollout_accuracy(
     def run(key):
         batch = world_model_data.batch(env, policy, key, num_sequences, horizon, chunk)
         z = model.encode(params["encoder"], batch["frames"])  # [N, H+1, P, D]
-        state0, scene0 = model.conditioning(batch["frames"][:, 0], batch["positions"][:, 0])
+        state0, scene_map = model.conditioning(
+            params["predictor"], batch["frames"][:, 0], batch["positions"][:, 0]
+        )
         pred = model.rollout(  # [N, H, P, D]
-            params["predictor"], z[:, 0], batch["actions"], 1, state0, scene0
+            params["predictor"], z[:, 0], batch["actions"], 1, state0, scene_map
         )
         return z, pred, batch["positions"]
 
@@ -294,9 +296,9 @@ def collision_awareness(
 
     def push_once(layout, pos):  # (latent [P, D] at pos, predicted latent after one push)
         frame = two_rooms.render(env, layout, pos)
-        state0, scene0 = model.conditioning(frame[None], pos[None])
+        state0, scene_map = model.conditioning(params["predictor"], frame[None], pos[None])
         z0 = model.encode(params["encoder"], frame)
-        pred = model.rollout(params["predictor"], z0[None], push[None, None], 1, state0, scene0)
+        pred = model.rollout(params["predictor"], z0[None], push[None, None], 1, state0, scene_map)
         return z0, pred[0, 0]
 
     @jax.jit

@@ -121,21 +121,30 @@ class WorldModel:
         return state * half + (self.env.lo + half)
 
     def conditioning(
-        self, frame: jax.Array, position: jax.Array
-    ) -> tuple[jax.Array | None, jax.Array | None]:
+        self, predictor_params: Any, frame: jax.Array, position: jax.Array
+    ) -> tuple[jax.Array | None, dict[str, jax.Array] | None]:
         """What a rollout from frame [..., H, W, 2] with the agent at position [..., 2] (px) needs
-        beside the latent: (state [..., 2] or None without use_state, scene [..., H, W] or None
-        without local_view). The scene is the frame's wall channel: it does not move."""
+        beside the latent: (state [..., 2], or None without use_state; the scene map the view reads
+        its windows from, or None without local_view). The scene is the frame's wall channel (it
+        does not move), mapped once per rollout:
+          frames [B, H, W, 2] (one per sequence: training, diagnostics) -> {"conv": the view
+            encoder's convolution maps [B, ...]};
+          one frame [H, W, 2] for every sequence (a planner's candidates) -> {"projected": the
+            view features' pre-activation at every pixel [1, ...]}: more work per scene, a
+            fraction of it per read (LocalViewEncoder.projected_map), the same predictions.
+        """
         state = self.normalise_state(position) if self.use_state else None
-        scene = frame[..., WALL_CHANNEL] if self.local_view else None
-        return state, scene
+        if not self.local_view:
+            return state, None
+        scene = frame[..., WALL_CHANNEL]
+        if scene.ndim == 2:
+            method, kind, scene = LocalViewEncoder.projected_map, "projected", scene[None]
+        else:
+            method, kind = LocalViewEncoder.scene_map, "conv"
+        return state, {kind: self._view(predictor_params, method, scene)}
 
-    def scene_map(self, predictor_params: Any, scene: jax.Array) -> jax.Array:
-        """Scenes [B, H, W] -> the view encoder's maps [B, ...] (local_view only), computed once
-        per rollout: every window of a rollout is read from them."""
-        return self.view_encoder.apply(
-            {"params": predictor_params["view"]}, scene, method=LocalViewEncoder.scene_map
-        )
+    def _view(self, predictor_params: Any, method: Any, *args: Any) -> jax.Array:
+        return self.view_encoder.apply({"params": predictor_params["view"]}, *args, method=method)
 
     def encode(self, encoder_params: Any, frames: jax.Array) -> jax.Array:
         """Frames float [..., H, W, 2] in [0, 1] -> latents [..., P, D]."""
@@ -157,8 +166,7 @@ class WorldModel:
 
         Args:
           latents: [B, T, P, D]; actions: [B, T, A]; states: [B, T, 2] (use_state) or None;
-          scene_map: `scene_map` of the start frames' walls, [B, ...] or [1, ...] shared by
-            all sequences (local_view), or None.
+          scene_map: from `conditioning` (local_view), or None.
 
         Returns:
           (normalised latent predictions [B, T, P, D] of z_1..z_T, predicted states [B, T, 2]
@@ -180,12 +188,11 @@ class WorldModel:
         latent from the latent, the actions, the state, the view at the start of the step and
         the predicted move."""
 
+        ((kind, smap),) = scene_map.items()
+        read = LocalViewEncoder.read_projected if kind == "projected" else LocalViewEncoder.read
+
         def view_at(s):  # states [B, T, 2] -> view features [B, T, F]
-            centers = self.pixel_position(s)
-            read = LocalViewEncoder.read
-            return self.view_encoder.apply(
-                {"params": params["view"]}, scene_map, centers, method=read
-            )
+            return self._view(params, read, smap, self.pixel_position(s))
 
         half = self.state_half_range
         moves = actions.reshape(actions.shape[:-1] + (self.action_chunk, 2))  # units of max_norm
@@ -216,7 +223,7 @@ class WorldModel:
         actions: jax.Array,
         context: int,
         state0: jax.Array | None = None,
-        scene: jax.Array | None = None,
+        scene_map: dict[str, jax.Array] | None = None,
     ) -> jax.Array:
         """Autoregressive rollout: each prediction is fed back as the next input.
 
@@ -230,8 +237,7 @@ class WorldModel:
           actions: [B, H, A] action tokens.
           context: window length W >= 1 (static).
           state0: [B, 2] starting states (use_state only).
-          scene: [B, H, W] or [1, H, W] (shared) the start frames' walls (local_view only; see
-            `conditioning`).
+          scene_map: from `conditioning` (local_view only).
 
         Returns:
           [B, H, P, D] predicted latents z_1..z_H.
@@ -267,7 +273,6 @@ class WorldModel:
             return (lat, act, states, new_state), z_next
 
         state = state0 if self.use_state else None
-        scene_map = None if scene is None else self.scene_map(predictor_params, scene)
         steps = jnp.arange(horizon)
         _, preds = jax.lax.scan(body, (lat, act, states, state), (steps, actions.swapaxes(0, 1)))
         return preds.swapaxes(0, 1)

@@ -116,8 +116,9 @@ class WorldModelObjective:
         if not self.encoder_trainable:
             z = jax.lax.stop_gradient(z)
         actions = batch["actions"]
-        states, scene = self.model.conditioning(batch["frames"][:, 0], batch["positions"])
-        scene_map = None if scene is None else self.model.scene_map(params["predictor"], scene)
+        states, scene_map = self.model.conditioning(
+            params["predictor"], batch["frames"][:, 0], batch["positions"]
+        )
         t = actions.shape[1]
         pred, pred_s = self.model.predict(
             params["predictor"],
