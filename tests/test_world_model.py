@@ -78,7 +78,7 @@ def test_objective_terms_and_frozen_encoder():
     loss, aux = jax.jit(lambda p: trainer.objective(p, state["frozen"], batch))(state["params"])
     terms = aux["terms"]
     # Every term, the regularisers included; "state" only with a local view (its own test).
-    assert set(terms) == set(objective.LOSS_WEIGHTS) - {"state"}
+    assert set(terms) == set(objective.LOSS_WEIGHTS) - {"state", "distance"}
     weights = trainer.objective.weights
     np.testing.assert_allclose(loss, sum(weights[k] * v for k, v in terms.items()), rtol=1e-5)
     # A frozen encoder: not trained, no regularisers, and it receives no gradient.

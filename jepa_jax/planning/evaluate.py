@@ -150,17 +150,16 @@ def energy_quality(
     """How well the learned latent distance to a goal ranks the true distance to it.
 
     For each of `num_tasks` random layouts and goals, `positions_per_task` free positions are
-    drawn uniformly over both rooms; each is rendered, encoded, and its latent distance to the
-    goal's latent (`distance`: l1 | l2) compared with its true distance-to-go: the geodesic one
-    (through the door) and, for contrast, the straight line (which ignores the wall). A latent
-    energy a planner can follow ranks positions as the geodesic distance does.
+    drawn uniformly over both rooms; each is rendered, encoded, and its distance to the goal
+    (`distance`: the latent l1 | l2, or "head", the learned distance head) compared with its true
+    distance-to-go: the geodesic one (through the door) and, for contrast, the straight line
+    (which ignores the wall). An energy a planner can follow ranks positions as the geodesic
+    distance does.
 
     Returns:
       {"spearman_geodesic", "spearman_euclidean": mean rank correlation over tasks,
        "latent" / "geodesic" / "euclidean": float [num_tasks, positions_per_task]}.
     """
-    from jepa_jax.world_model.model import latent_distance
-
     key = jax.random.fold_in(jax.random.key(seed), ENERGY_QUALITY_SEED_OFFSET)
     tasks = make_tasks(env, seed + ENERGY_QUALITY_SEED_OFFSET, num_tasks, margin)
     k = positions_per_task
@@ -171,8 +170,9 @@ def energy_quality(
         frames = two_rooms.render_many(
             env, task["layout"], jnp.concatenate([pos, task["goal"][None]])
         )
-        z = model.encode(params["encoder"], frames)  # [k + 1, P, D]
-        latent = latent_distance(z[:k], z[k], distance)
+        z = model.encode(params["encoder"], frames[:k])  # [k, P, D]
+        goal = model.goal_target(params, frames[k], distance)
+        latent = model.distance_to_goal(params, z, goal, distance)
         geodesic = jax.vmap(
             lambda p: two_rooms.geodesic_distance(env, task["layout"], p, task["goal"])
         )(pos)

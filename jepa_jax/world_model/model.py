@@ -30,6 +30,7 @@ from jepa_jax.envs.two_rooms import WALL_CHANNEL, TwoRooms, channel_statistics
 from jepa_jax.models import build_encoder, compute_dtype, token_grid
 from jepa_jax.models.ac_predictor import ActionConditionedPredictor
 from jepa_jax.models.conv_encoder import ConvEncoder
+from jepa_jax.models.distance_head import DistanceHead, feature_distance
 from jepa_jax.models.gru_predictor import GRUPredictor
 from jepa_jax.models.inputs import layer_norm_nonaffine
 from jepa_jax.models.local_view import LocalViewEncoder, Passability
@@ -37,6 +38,9 @@ from jepa_jax.models.vit import VisionTransformer
 
 ARCHITECTURES = ("vit_ac", "conv_gru")
 DISTANCES = ("l1", "l2")
+# What a planner may measure the distance to the goal with: a latent distance, or "head", the
+# learned distance head (world_model.distance_head; models/distance_head.py).
+PLAN_DISTANCES = DISTANCES + ("head",)
 
 
 def latent_distance(pred: jax.Array, goal: jax.Array, kind: str) -> jax.Array:
@@ -87,6 +91,8 @@ class WorldModel:
     # the predictor's params are {"cell", "view", "passability"}.
     view_encoder: LocalViewEncoder | None = None
     passability: Passability | None = None
+    # A learned planning distance (world_model.distance_head > 0); its params are "distance".
+    distance_head: DistanceHead | None = None
 
     @property
     def local_view(self) -> int:
@@ -145,6 +151,44 @@ class WorldModel:
 
     def _view(self, predictor_params: Any, method: Any, *args: Any) -> jax.Array:
         return self.view_encoder.apply({"params": predictor_params["view"]}, *args, method=method)
+
+    def scene_code(self, distance_params: Any, frames: jax.Array) -> jax.Array:
+        """The distance head's code of the scenes of frames [N, H, W, 2] -> [N, F]."""
+        return self.distance_head.apply(
+            {"params": distance_params},
+            frames[..., WALL_CHANNEL],
+            method=DistanceHead.scene_code,
+        )
+
+    def distance_features(self, distance_params: Any, z: jax.Array, code: jax.Array):
+        """The distance head's features of latents z [B, ..., P, D] in scenes code [B, F]:
+        [B, ..., features]; their Euclidean distance counts model steps."""
+        return self.distance_head.apply(
+            {"params": distance_params}, z, code, method=DistanceHead.features_of
+        )
+
+    def goal_target(self, params: Any, goal_frame: jax.Array, kind: str) -> dict[str, jax.Array]:
+        """What `distance_to_goal` compares with, from the goal image [H, W, 2] (once per
+        episode): {"z": its latent [P, D]} for a latent distance (kind l1 | l2), or for kind
+        "head" {"features": its distance-head features [F], "code": the scene's code [1, F']}
+        (the goal image shows the same walls as every frame of the episode)."""
+        z = self.encode(params["encoder"], goal_frame)
+        if kind != "head":
+            return {"z": z}
+        code = self.scene_code(params["distance"], goal_frame[None])
+        features = self.distance_features(params["distance"], z[None], code)[0]
+        return {"features": features, "code": code}
+
+    def distance_to_goal(
+        self, params: Any, latents: jax.Array, target: dict[str, jax.Array], kind: str
+    ) -> jax.Array:
+        """The planning distance of latents [..., P, D] (e.g. rolled out [N, H, P, D]) to the goal
+        `target` (goal_target): [...]; in model steps for "head"."""
+        if kind != "head":
+            return latent_distance(latents, target["z"], kind)
+        flat = latents.reshape((1, -1) + latents.shape[-2:])  # one scene: code [1, F']
+        features = self.distance_features(params["distance"], flat, target["code"])[0]
+        return feature_distance(features, target["features"]).reshape(latents.shape[:-2])
 
     def encode(self, encoder_params: Any, frames: jax.Array) -> jax.Array:
         """Frames float [..., H, W, 2] in [0, 1] -> latents [..., P, D]."""
@@ -287,6 +331,8 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
     idm = InverseDynamics(hidden=int(wm["idm_hidden"]), action_dim=2)
     use_state = bool(wm["use_state"])
     local_view = int(wm["local_view"])
+    head = int(wm["distance_head"])
+    distance_head = DistanceHead(features=head) if head else None
     if wm["architecture"] == "conv_gru":
         width = int(model_cfg["encoder"]["width"])
         mean, std = channel_statistics(env)
@@ -311,6 +357,7 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
             use_state=use_state,
             view_encoder=LocalViewEncoder(size=local_view) if local_view else None,
             passability=Passability() if local_view else None,
+            distance_head=distance_head,
         )
     encoder = build_encoder(model_cfg)
     grid = token_grid((1, env.size, env.size, 2), int(model_cfg["encoder"]["patch_size"]), 1)
@@ -337,4 +384,5 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
         idm=idm,
         action_chunk=chunk,
         use_state=use_state,
+        distance_head=distance_head,
     )
