@@ -144,7 +144,7 @@ def main(argv):
     env = trainer.model.env
     quality = evaluate.energy_quality(trainer.model, params, env, str(p.distance), int(p.seed))
     print(
-        f"latent energy vs true distance to the goal (Spearman, mean over "
+        f"planning distance ({p.distance}) vs true distance to the goal (Spearman, mean over "
         f"{quality['latent'].shape[0]} layouts x {quality['latent'].shape[1]} positions): "
         f"geodesic {quality['spearman_geodesic']:.3f}, straight line "
         f"{quality['spearman_euclidean']:.3f}"

@@ -347,6 +347,13 @@ def world_model_config() -> ml_collections.ConfigDict:
             time_similarity_weight=0.0,
             inverse_dynamics_weight=1.0,
             state_weight=0.01,  # local_view: squared error of the predicted states, px^2
+            # A learned planning distance (plan.distance="head"): features of this size whose
+            # distance counts the model steps between two frames of a scene, learned from the
+            # transitions and `distance_goals` frames of random positions per sequence; 0 =
+            # none. See models/distance_head.py.
+            distance_head=0,
+            distance_goals=8,
+            distance_weight=1.0,
             variance_target=1.0,  # the variance hinge wants each latent dim's std >= this
             idm_hidden=256,  # inverse-dynamics MLP width
         )
@@ -365,7 +372,9 @@ def plan_config() -> ml_collections.ConfigDict:
             init_std=1.0,  # initial sampling std, in units of env.max_norm
             temperature=0.5,  # MPPI: weight exp(-(c - c_min) / (temperature * elite spread))
             energy="sum",  # sum: distance summed over the rollout | last: final step only
-            distance="l1",  # l1 | l2: latent distance to the goal embedding
+            # l1 | l2: latent distance to the goal embedding; head: the world model's learned
+            # distance head (world_model.distance_head > 0)
+            distance="l1",
             context_steps=1,  # latents the predictor sees during rollouts (a sliding window)
             replan_every=1,  # model steps executed before replanning
             warm_start=True,  # start from the previous plan, shifted, instead of mean 0

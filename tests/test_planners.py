@@ -12,6 +12,7 @@ from jepa_jax import config_lib
 from jepa_jax.envs import two_rooms
 from jepa_jax.errors import ConfigError
 from jepa_jax.planning import agents, evaluate, mpc, planners
+from jepa_jax.world_model.model import WorldModel
 
 H, A = 6, 4
 TARGET = jnp.asarray(np.random.default_rng(0).uniform(-0.6, 0.6, (H, A)), jnp.float32)
@@ -142,13 +143,18 @@ class PositionEncoder:
     """A stand-in world model whose 'latent' is the agent's true position (the blob's centroid):
     its latent distance is the straight-line distance, blind to the wall."""
 
-    def encode(self, params, frames):  # [K, S, S, 2] -> [K, 1, 2]
-        blob = frames[..., 0]
+    def encode(self, params, frames):  # [..., S, S, 2] -> [..., 1, 2]
+        lead = frames.shape[:-3]
+        blob = frames.reshape((-1,) + frames.shape[-3:])[..., 0]
         c = jnp.arange(blob.shape[-1], dtype=jnp.float32)
         mass = blob.sum(axis=(1, 2))
         x = (blob.sum(axis=1) * c).sum(-1) / mass
         y = (blob.sum(axis=2) * c).sum(-1) / mass
-        return jnp.stack([x, y], axis=-1)[:, None, :]
+        return jnp.stack([x, y], axis=-1).reshape(lead + (1, 2))
+
+    # The world model's goal comparison (l1 | l2: encode, then the latent distance).
+    goal_target = WorldModel.goal_target
+    distance_to_goal = WorldModel.distance_to_goal
 
 
 def test_energy_quality_tells_a_wall_blind_energy_from_the_true_one():
@@ -221,10 +227,10 @@ class PositionWorldModel:
         flat = frames.reshape((-1,) + frames.shape[-3:])
         return PositionEncoder().encode(params, flat).reshape(frames.shape[:-3] + (1, 2))
 
-    def conditioning(self, frame, position):  # no proprioceptive state, no egocentric view
+    def conditioning(self, predictor_params, frame, position):  # no state, no egocentric view
         return None, None
 
-    def rollout(self, params, z0, tokens, context, state0=None, scene=None):
+    def rollout(self, params, z0, tokens, context, state0=None, scene_map=None):
         """[N, 1, 2], [N, H, A] -> [N, H, 1, 2]."""
         moves = agents.env_actions(self.env, tokens).sum(axis=-2)  # [N, H, 2] pixels
         if self.predictor == "frozen":

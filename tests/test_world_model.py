@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO, load_config
 from helpers import cli, read_losses
 
+from jepa_jax.envs.two_rooms import WALL_CHANNEL
 from jepa_jax.world_model import loop, objective
 from jepa_jax.world_model.setup import build_world_model_trainer
 
@@ -77,7 +78,7 @@ def test_objective_terms_and_frozen_encoder():
     loss, aux = jax.jit(lambda p: trainer.objective(p, state["frozen"], batch))(state["params"])
     terms = aux["terms"]
     # Every term, the regularisers included; "state" only with a local view (its own test).
-    assert set(terms) == set(objective.LOSS_WEIGHTS) - {"state"}
+    assert set(terms) == set(objective.LOSS_WEIGHTS) - {"state", "distance"}
     weights = trainer.objective.weights
     np.testing.assert_allclose(loss, sum(weights[k] * v for k, v in terms.items()), rtol=1e-5)
     # A frozen encoder: not trained, no regularisers, and it receives no gradient.
@@ -242,10 +243,14 @@ def test_view_features_read_from_the_scene_map_equal_those_of_each_window(size):
         method=LocalViewEncoder.window_features,
     )
     np.testing.assert_allclose(np.asarray(got).reshape(want.shape), want, rtol=1e-4, atol=1e-5)
-    # One shared map ([1, ...]) serves every sequence.
+    # One shared map ([1, ...]) serves every sequence; so does the planner's projected map.
     one_map = enc.apply({"params": params}, scenes[:1], method=LocalViewEncoder.scene_map)
     shared = enc.apply({"params": params}, one_map, centers, method=LocalViewEncoder.read)
     np.testing.assert_allclose(shared[0], got[0], rtol=1e-5, atol=1e-6)
+    projected = enc.apply({"params": params}, scenes[:1], method=LocalViewEncoder.projected_map)
+    read = LocalViewEncoder.read_projected
+    fast = enc.apply({"params": params}, projected, centers, method=read)
+    np.testing.assert_allclose(fast, shared, rtol=1e-4, atol=1e-5)
 
 
 def test_local_view_moves_the_state_by_passable_kinematics_and_reads_the_walls():
@@ -257,9 +262,9 @@ def test_local_view_moves_the_state_by_passable_kinematics_and_reads_the_walls()
     config = local_view_config()
     trainer, state, shardings, batch, z = fresh_model_and_batch(config)
     model, params = trainer.model, state["params"]
-    states, scene = model.conditioning(batch["frames"][:, 0], batch["positions"])
-    assert scene.shape == batch["frames"].shape[:1] + batch["frames"].shape[2:4]
-    smap = model.scene_map(params["predictor"], scene)
+    frames0 = batch["frames"][:, 0]
+    states, smap = model.conditioning(params["predictor"], frames0, batch["positions"])
+    assert list(smap) == ["conv"] and smap["conv"].shape[0] == frames0.shape[0]
     actions, s0 = batch["actions"], states[:, :-1]
     pred, pred_s = model.predict(params["predictor"], z[:, :-1], actions, s0, smap)
     np.testing.assert_allclose(pred, z[:, :-1], atol=1e-4)  # the latent is unchanged
@@ -280,8 +285,8 @@ def test_local_view_moves_the_state_by_passable_kinematics_and_reads_the_walls()
     keys = jax.random.split(jax.random.key(7), len(leaves))
     noisy = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
     predictor = jax.tree.unflatten(tree, noisy)
-    smap = model.scene_map(predictor, scene)
-    roll = model.rollout(predictor, z[:, 0], actions[:, :3], 1, states[:, 0], scene)
+    _, smap = model.conditioning(predictor, frames0, batch["positions"])
+    roll = model.rollout(predictor, z[:, 0], actions[:, :3], 1, states[:, 0], smap)
     zt, st, by_hand = z[:, 0:1], states[:, 0:1], []
     for i in range(3):
         zt, st = model.predict(predictor, zt, actions[:, i : i + 1], st, smap)
@@ -290,8 +295,22 @@ def test_local_view_moves_the_state_by_passable_kinematics_and_reads_the_walls()
     # The walls matter: the same latents, states and actions in an empty scene predict otherwise.
     first = (predictor, z[:, :1], actions[:, :1], states[:, :1])
     walls, _ = model.predict(*first, smap)
-    empty, _ = model.predict(*first, model.scene_map(predictor, jnp.zeros_like(scene)))
+    no_walls = frames0.at[..., WALL_CHANNEL].set(0.0)
+    start_px = batch["positions"][:, 0]
+    empty, _ = model.predict(*first, model.conditioning(predictor, no_walls, start_px)[1])
     assert not np.allclose(walls, empty, atol=1e-4)
+    # A planner's start frame, shared by all candidates (its projected map), predicts the same.
+    _, shared = model.conditioning(predictor, frames0[0], start_px[0])
+    assert list(shared) == ["projected"] and shared["projected"].shape[0] == 1
+    same_frame = jnp.broadcast_to(frames0[:1], frames0.shape)
+    _, one_each = model.conditioning(predictor, same_frame, start_px)
+    start = (z[:1, 0].repeat(len(z), 0), actions[:, :3], 1, states[:1, 0].repeat(len(z), 0))
+    np.testing.assert_allclose(
+        model.rollout(predictor, *start, shared),
+        model.rollout(predictor, *start, one_each),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
     # Train steps run with the state term; the planner and the diagnostics run with the result.
     with jax.set_mesh(trainer.mesh):

@@ -25,7 +25,7 @@ from jepa_jax.envs import two_rooms
 from jepa_jax.envs.two_rooms import TwoRooms
 from jepa_jax.planning.energy import reduce_over_horizon
 from jepa_jax.planning.planners import CostFn
-from jepa_jax.world_model.model import WorldModel, latent_distance
+from jepa_jax.world_model.model import WorldModel
 
 
 def env_actions(env: TwoRooms, tokens: jax.Array) -> jax.Array:
@@ -60,28 +60,31 @@ class LatentAgent(_WorldModelAgent):
 
     model: WorldModel
     energy: str = "sum"  # sum | last
-    distance: str = "l1"  # l1 | l2
+    distance: str = "l1"  # l1 | l2 | head (world_model.model.PLAN_DISTANCES)
     context_steps: int = 1  # predictor window during rollouts
 
-    def goal(self, params: Any, task: dict) -> jax.Array:
-        """The goal image's latent [P, D] (computed once per episode)."""
+    def goal(self, params: Any, task: dict) -> dict[str, jax.Array]:
+        """What the goal image is compared by (`WorldModel.goal_target`, once per episode)."""
         frame = two_rooms.render(self.env, task["layout"], task["goal"])
-        return self.model.encode(params["encoder"], frame)
+        return self.model.goal_target(params, frame, self.distance)
 
-    def cost_fn(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array) -> CostFn:
+    def cost_fn(self, params: Any, goal: dict, task: dict, pos: jax.Array) -> CostFn:
         """The energy of candidates [N, H, A] from position pos (observed as an image, and as a
         proprioceptive state with `use_state`)."""
         frame = two_rooms.render(self.env, task["layout"], pos)
         z0 = self.model.encode(params["encoder"], frame)
-        state0, scene0 = self.model.conditioning(frame, pos)
+        # One frame: the scene map is made once per replan and shared by every candidate.
+        state0, scene_map = self.model.conditioning(params["predictor"], frame, pos)
 
         def cost(tokens: jax.Array) -> jax.Array:
             n = tokens.shape[0]
             z = jnp.broadcast_to(z0, (n,) + z0.shape)
             s = None if state0 is None else jnp.broadcast_to(state0, (n, 2))
-            scene = None if scene0 is None else scene0[None]  # one scene for all candidates
-            preds = self.model.rollout(params["predictor"], z, tokens, self.context_steps, s, scene)
-            return reduce_over_horizon(latent_distance(preds, goal, self.distance), self.energy)
+            preds = self.model.rollout(
+                params["predictor"], z, tokens, self.context_steps, s, scene_map
+            )
+            distances = self.model.distance_to_goal(params, preds, goal, self.distance)
+            return reduce_over_horizon(distances, self.energy)
 
         return cost
 
@@ -125,11 +128,11 @@ class SimulatorLatentAgent(_WorldModelAgent):
     energy: str = "sum"
     distance: str = "l1"
 
-    def goal(self, params: Any, task: dict) -> jax.Array:
+    def goal(self, params: Any, task: dict) -> dict[str, jax.Array]:
         frame = two_rooms.render(self.env, task["layout"], task["goal"])
-        return self.model.encode(params["encoder"], frame)
+        return self.model.goal_target(params, frame, self.distance)
 
-    def cost_fn(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array) -> CostFn:
+    def cost_fn(self, params: Any, goal: dict, task: dict, pos: jax.Array) -> CostFn:
         layout, chunk = task["layout"], self.action_chunk
 
         def one(tokens):  # [H, A] -> latents of the true frames [H, P, D]
@@ -139,7 +142,7 @@ class SimulatorLatentAgent(_WorldModelAgent):
             return self.model.encode(params["encoder"], frames)
 
         def cost(tokens):
-            dist = latent_distance(jax.vmap(one)(tokens), goal, self.distance)
+            dist = self.model.distance_to_goal(params, jax.vmap(one)(tokens), goal, self.distance)
             return reduce_over_horizon(dist, self.energy)
 
         return cost

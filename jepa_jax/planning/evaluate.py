@@ -150,17 +150,16 @@ def energy_quality(
     """How well the learned latent distance to a goal ranks the true distance to it.
 
     For each of `num_tasks` random layouts and goals, `positions_per_task` free positions are
-    drawn uniformly over both rooms; each is rendered, encoded, and its latent distance to the
-    goal's latent (`distance`: l1 | l2) compared with its true distance-to-go: the geodesic one
-    (through the door) and, for contrast, the straight line (which ignores the wall). A latent
-    energy a planner can follow ranks positions as the geodesic distance does.
+    drawn uniformly over both rooms; each is rendered, encoded, and its distance to the goal
+    (`distance`: the latent l1 | l2, or "head", the learned distance head) compared with its true
+    distance-to-go: the geodesic one (through the door) and, for contrast, the straight line
+    (which ignores the wall). An energy a planner can follow ranks positions as the geodesic
+    distance does.
 
     Returns:
       {"spearman_geodesic", "spearman_euclidean": mean rank correlation over tasks,
        "latent" / "geodesic" / "euclidean": float [num_tasks, positions_per_task]}.
     """
-    from jepa_jax.world_model.model import latent_distance
-
     key = jax.random.fold_in(jax.random.key(seed), ENERGY_QUALITY_SEED_OFFSET)
     tasks = make_tasks(env, seed + ENERGY_QUALITY_SEED_OFFSET, num_tasks, margin)
     k = positions_per_task
@@ -171,8 +170,9 @@ def energy_quality(
         frames = two_rooms.render_many(
             env, task["layout"], jnp.concatenate([pos, task["goal"][None]])
         )
-        z = model.encode(params["encoder"], frames)  # [k + 1, P, D]
-        latent = latent_distance(z[:k], z[k], distance)
+        z = model.encode(params["encoder"], frames[:k])  # [k, P, D]
+        goal = model.goal_target(params, frames[k], distance)
+        latent = model.distance_to_goal(params, z, goal, distance)
         geodesic = jax.vmap(
             lambda p: two_rooms.geodesic_distance(env, task["layout"], p, task["goal"])
         )(pos)
@@ -228,9 +228,11 @@ def rollout_accuracy(
     def run(key):
         batch = world_model_data.batch(env, policy, key, num_sequences, horizon, chunk)
         z = model.encode(params["encoder"], batch["frames"])  # [N, H+1, P, D]
-        state0, scene0 = model.conditioning(batch["frames"][:, 0], batch["positions"][:, 0])
+        state0, scene_map = model.conditioning(
+            params["predictor"], batch["frames"][:, 0], batch["positions"][:, 0]
+        )
         pred = model.rollout(  # [N, H, P, D]
-            params["predictor"], z[:, 0], batch["actions"], 1, state0, scene0
+            params["predictor"], z[:, 0], batch["actions"], 1, state0, scene_map
         )
         return z, pred, batch["positions"]
 
@@ -294,9 +296,9 @@ def collision_awareness(
 
     def push_once(layout, pos):  # (latent [P, D] at pos, predicted latent after one push)
         frame = two_rooms.render(env, layout, pos)
-        state0, scene0 = model.conditioning(frame[None], pos[None])
+        state0, scene_map = model.conditioning(params["predictor"], frame[None], pos[None])
         z0 = model.encode(params["encoder"], frame)
-        pred = model.rollout(params["predictor"], z0[None], push[None, None], 1, state0, scene0)
+        pred = model.rollout(params["predictor"], z0[None], push[None, None], 1, state0, scene_map)
         return z0, pred[0, 0]
 
     @jax.jit

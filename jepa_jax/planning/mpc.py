@@ -22,7 +22,7 @@ from jepa_jax.errors import need_under
 from jepa_jax.planning import planners
 from jepa_jax.planning.agents import clip_tokens, env_actions
 from jepa_jax.planning.energy import ENERGIES
-from jepa_jax.world_model.model import DISTANCES
+from jepa_jax.world_model.model import PLAN_DISTANCES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,9 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
     need(s.max_steps >= 1, "max_steps", s.max_steps, "an integer >= 1")
     need(s.success_radius > 0, "success_radius", s.success_radius, "a number > 0")
     need(plan["energy"] in ENERGIES, "energy", plan["energy"], f"one of {ENERGIES}")
-    need(plan["distance"] in DISTANCES, "distance", plan["distance"], f"one of {DISTANCES}")
+    need(
+        plan["distance"] in PLAN_DISTANCES, "distance", plan["distance"], f"one of {PLAN_DISTANCES}"
+    )
     for key in ("context_steps", "episodes", "parallel_episodes"):
         need(int(plan[key]) >= 1, key, plan[key], "an integer >= 1")
     return s

@@ -26,6 +26,7 @@ SHOWN_TERMS = (
     ("rollout", "roll"),
     ("inverse_dynamics", "idm"),
     ("state", "state_px2"),
+    ("distance", "dist"),
 )
 
 

@@ -30,6 +30,7 @@ from jepa_jax.envs.two_rooms import WALL_CHANNEL, TwoRooms, channel_statistics
 from jepa_jax.models import build_encoder, compute_dtype, token_grid
 from jepa_jax.models.ac_predictor import ActionConditionedPredictor
 from jepa_jax.models.conv_encoder import ConvEncoder
+from jepa_jax.models.distance_head import DistanceHead, feature_distance
 from jepa_jax.models.gru_predictor import GRUPredictor
 from jepa_jax.models.inputs import layer_norm_nonaffine
 from jepa_jax.models.local_view import LocalViewEncoder, Passability
@@ -37,6 +38,9 @@ from jepa_jax.models.vit import VisionTransformer
 
 ARCHITECTURES = ("vit_ac", "conv_gru")
 DISTANCES = ("l1", "l2")
+# What a planner may measure the distance to the goal with: a latent distance, or "head", the
+# learned distance head (world_model.distance_head; models/distance_head.py).
+PLAN_DISTANCES = DISTANCES + ("head",)
 
 
 def latent_distance(pred: jax.Array, goal: jax.Array, kind: str) -> jax.Array:
@@ -87,6 +91,8 @@ class WorldModel:
     # the predictor's params are {"cell", "view", "passability"}.
     view_encoder: LocalViewEncoder | None = None
     passability: Passability | None = None
+    # A learned planning distance (world_model.distance_head > 0); its params are "distance".
+    distance_head: DistanceHead | None = None
 
     @property
     def local_view(self) -> int:
@@ -121,21 +127,68 @@ class WorldModel:
         return state * half + (self.env.lo + half)
 
     def conditioning(
-        self, frame: jax.Array, position: jax.Array
-    ) -> tuple[jax.Array | None, jax.Array | None]:
+        self, predictor_params: Any, frame: jax.Array, position: jax.Array
+    ) -> tuple[jax.Array | None, dict[str, jax.Array] | None]:
         """What a rollout from frame [..., H, W, 2] with the agent at position [..., 2] (px) needs
-        beside the latent: (state [..., 2] or None without use_state, scene [..., H, W] or None
-        without local_view). The scene is the frame's wall channel: it does not move."""
+        beside the latent: (state [..., 2], or None without use_state; the scene map the view reads
+        its windows from, or None without local_view). The scene is the frame's wall channel (it
+        does not move), mapped once per rollout:
+          frames [B, H, W, 2] (one per sequence: training, diagnostics) -> {"conv": the view
+            encoder's convolution maps [B, ...]};
+          one frame [H, W, 2] for every sequence (a planner's candidates) -> {"projected": the
+            view features' pre-activation at every pixel [1, ...]}: more work per scene, a
+            fraction of it per read (LocalViewEncoder.projected_map), the same predictions.
+        """
         state = self.normalise_state(position) if self.use_state else None
-        scene = frame[..., WALL_CHANNEL] if self.local_view else None
-        return state, scene
+        if not self.local_view:
+            return state, None
+        scene = frame[..., WALL_CHANNEL]
+        if scene.ndim == 2:
+            method, kind, scene = LocalViewEncoder.projected_map, "projected", scene[None]
+        else:
+            method, kind = LocalViewEncoder.scene_map, "conv"
+        return state, {kind: self._view(predictor_params, method, scene)}
 
-    def scene_map(self, predictor_params: Any, scene: jax.Array) -> jax.Array:
-        """Scenes [B, H, W] -> the view encoder's maps [B, ...] (local_view only), computed once
-        per rollout: every window of a rollout is read from them."""
-        return self.view_encoder.apply(
-            {"params": predictor_params["view"]}, scene, method=LocalViewEncoder.scene_map
+    def _view(self, predictor_params: Any, method: Any, *args: Any) -> jax.Array:
+        return self.view_encoder.apply({"params": predictor_params["view"]}, *args, method=method)
+
+    def scene_code(self, distance_params: Any, frames: jax.Array) -> jax.Array:
+        """The distance head's code of the scenes of frames [N, H, W, 2] -> [N, F]."""
+        return self.distance_head.apply(
+            {"params": distance_params},
+            frames[..., WALL_CHANNEL],
+            method=DistanceHead.scene_code,
         )
+
+    def distance_features(self, distance_params: Any, z: jax.Array, code: jax.Array):
+        """The distance head's features of latents z [B, ..., P, D] in scenes code [B, F]:
+        [B, ..., features]; their Euclidean distance counts model steps."""
+        return self.distance_head.apply(
+            {"params": distance_params}, z, code, method=DistanceHead.features_of
+        )
+
+    def goal_target(self, params: Any, goal_frame: jax.Array, kind: str) -> dict[str, jax.Array]:
+        """What `distance_to_goal` compares with, from the goal image [H, W, 2] (once per
+        episode): {"z": its latent [P, D]} for a latent distance (kind l1 | l2), or for kind
+        "head" {"features": its distance-head features [F], "code": the scene's code [1, F']}
+        (the goal image shows the same walls as every frame of the episode)."""
+        z = self.encode(params["encoder"], goal_frame)
+        if kind != "head":
+            return {"z": z}
+        code = self.scene_code(params["distance"], goal_frame[None])
+        features = self.distance_features(params["distance"], z[None], code)[0]
+        return {"features": features, "code": code}
+
+    def distance_to_goal(
+        self, params: Any, latents: jax.Array, target: dict[str, jax.Array], kind: str
+    ) -> jax.Array:
+        """The planning distance of latents [..., P, D] (e.g. rolled out [N, H, P, D]) to the goal
+        `target` (goal_target): [...]; in model steps for "head"."""
+        if kind != "head":
+            return latent_distance(latents, target["z"], kind)
+        flat = latents.reshape((1, -1) + latents.shape[-2:])  # one scene: code [1, F']
+        features = self.distance_features(params["distance"], flat, target["code"])[0]
+        return feature_distance(features, target["features"]).reshape(latents.shape[:-2])
 
     def encode(self, encoder_params: Any, frames: jax.Array) -> jax.Array:
         """Frames float [..., H, W, 2] in [0, 1] -> latents [..., P, D]."""
@@ -157,8 +210,7 @@ class WorldModel:
 
         Args:
           latents: [B, T, P, D]; actions: [B, T, A]; states: [B, T, 2] (use_state) or None;
-          scene_map: `scene_map` of the start frames' walls, [B, ...] or [1, ...] shared by
-            all sequences (local_view), or None.
+          scene_map: from `conditioning` (local_view), or None.
 
         Returns:
           (normalised latent predictions [B, T, P, D] of z_1..z_T, predicted states [B, T, 2]
@@ -180,12 +232,11 @@ class WorldModel:
         latent from the latent, the actions, the state, the view at the start of the step and
         the predicted move."""
 
+        ((kind, smap),) = scene_map.items()
+        read = LocalViewEncoder.read_projected if kind == "projected" else LocalViewEncoder.read
+
         def view_at(s):  # states [B, T, 2] -> view features [B, T, F]
-            centers = self.pixel_position(s)
-            read = LocalViewEncoder.read
-            return self.view_encoder.apply(
-                {"params": params["view"]}, scene_map, centers, method=read
-            )
+            return self._view(params, read, smap, self.pixel_position(s))
 
         half = self.state_half_range
         moves = actions.reshape(actions.shape[:-1] + (self.action_chunk, 2))  # units of max_norm
@@ -216,7 +267,7 @@ class WorldModel:
         actions: jax.Array,
         context: int,
         state0: jax.Array | None = None,
-        scene: jax.Array | None = None,
+        scene_map: dict[str, jax.Array] | None = None,
     ) -> jax.Array:
         """Autoregressive rollout: each prediction is fed back as the next input.
 
@@ -230,8 +281,7 @@ class WorldModel:
           actions: [B, H, A] action tokens.
           context: window length W >= 1 (static).
           state0: [B, 2] starting states (use_state only).
-          scene: [B, H, W] or [1, H, W] (shared) the start frames' walls (local_view only; see
-            `conditioning`).
+          scene_map: from `conditioning` (local_view only).
 
         Returns:
           [B, H, P, D] predicted latents z_1..z_H.
@@ -267,7 +317,6 @@ class WorldModel:
             return (lat, act, states, new_state), z_next
 
         state = state0 if self.use_state else None
-        scene_map = None if scene is None else self.scene_map(predictor_params, scene)
         steps = jnp.arange(horizon)
         _, preds = jax.lax.scan(body, (lat, act, states, state), (steps, actions.swapaxes(0, 1)))
         return preds.swapaxes(0, 1)
@@ -282,6 +331,8 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
     idm = InverseDynamics(hidden=int(wm["idm_hidden"]), action_dim=2)
     use_state = bool(wm["use_state"])
     local_view = int(wm["local_view"])
+    head = int(wm["distance_head"])
+    distance_head = DistanceHead(features=head) if head else None
     if wm["architecture"] == "conv_gru":
         width = int(model_cfg["encoder"]["width"])
         mean, std = channel_statistics(env)
@@ -306,6 +357,7 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
             use_state=use_state,
             view_encoder=LocalViewEncoder(size=local_view) if local_view else None,
             passability=Passability() if local_view else None,
+            distance_head=distance_head,
         )
     encoder = build_encoder(model_cfg)
     grid = token_grid((1, env.size, env.size, 2), int(model_cfg["encoder"]["patch_size"]), 1)
@@ -332,4 +384,5 @@ def build_world_model(config: Mapping[str, Any], env: TwoRooms) -> WorldModel:
         idm=idm,
         action_chunk=chunk,
         use_state=use_state,
+        distance_head=distance_head,
     )

@@ -11,6 +11,9 @@ With z_t = LN(encoder(frame_t)) for t = 0..T and the block-causal predictor P:
                    shows between two frames).
   state            with a local view (the predictor also predicts the agent's next state): the
                    mean squared error in px^2 of the rolled-out states against the true ones.
+  distance         with a distance head: its objective (models.distance_head.distance_loss) on
+                   the stop-gradient latents of the sequence and of frames of random positions
+                   in the same scenes (batch["goal_frames"]); it trains the head only.
 |.| is L1 (V-JEPA 2-AC) or squared error (eb_jepa), `world_model.prediction_distance`.
 Targets carry gradients into a jointly trained encoder, as in eb_jepa; with a frozen encoder
 they are constants.
@@ -25,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jepa_jax.models.distance_head import distance_loss
 from jepa_jax.train.regularizers import vicreg_terms
 from jepa_jax.world_model.model import WorldModel, latent_distance
 
@@ -36,6 +40,7 @@ LOSS_WEIGHTS = (
     "time_similarity",
     "inverse_dynamics",
     "state",
+    "distance",
 )
 REGULARISERS = ("variance", "covariance", "time_similarity", "inverse_dynamics")
 
@@ -99,13 +104,24 @@ class WorldModelObjective:
         err_px = (seq_s[:, 1:] - states[:, 1 : r + 1]) * self.model.state_half_range
         return latent, jnp.mean(jnp.sum(jnp.square(err_px), axis=-1))
 
+    def distance_term(self, distance_params, encoder_params, z, batch) -> jax.Array:
+        """The distance head's loss; the latents are constants to it (it reads, never shapes,
+        the world model's latent)."""
+        z = jax.lax.stop_gradient(z)
+        goals = jax.lax.stop_gradient(self.model.encode(encoder_params, batch["goal_frames"]))
+        code = self.model.scene_code(distance_params, batch["frames"][:, 0])
+        features = self.model.distance_features(distance_params, z, code)
+        goal_features = self.model.distance_features(distance_params, goals, code)
+        return distance_loss(features, goal_features)
+
     def __call__(self, params: Any, frozen: Any, batch: Mapping[str, jax.Array]):
         """Loss of one batch.
 
         Args:
-          params: trainable {"predictor", "idm"[, "encoder"]}.
+          params: trainable {"predictor", "idm"[, "encoder"][, "distance"]}.
           frozen: {"encoder"} when the encoder is frozen, else {}.
-          batch: {"frames": [B, T+1, H, W, 2], "actions": [B, T, A], "positions": [B, T+1, 2]}.
+          batch: {"frames": [B, T+1, H, W, 2], "actions": [B, T, A], "positions": [B, T+1, 2],
+            with a distance head also "goal_frames": [B, K, H, W, 2]}.
 
         Returns:
           (scalar loss, aux) with aux["terms"] (each unweighted loss term) and aux["latents"]
@@ -116,8 +132,9 @@ class WorldModelObjective:
         if not self.encoder_trainable:
             z = jax.lax.stop_gradient(z)
         actions = batch["actions"]
-        states, scene = self.model.conditioning(batch["frames"][:, 0], batch["positions"])
-        scene_map = None if scene is None else self.model.scene_map(params["predictor"], scene)
+        states, scene_map = self.model.conditioning(
+            params["predictor"], batch["frames"][:, 0], batch["positions"]
+        )
         t = actions.shape[1]
         pred, pred_s = self.model.predict(
             params["predictor"],
@@ -138,6 +155,8 @@ class WorldModelObjective:
         )
         if state_error is not None:
             terms["state"] = state_error
+        if self.model.distance_head is not None:
+            terms["distance"] = self.distance_term(params["distance"], enc, z, batch)
         if self.encoder_trainable:
             terms["variance"], terms["covariance"] = vicreg_terms(z, self.variance_target)
             terms["time_similarity"] = time_similarity(z)

@@ -3,7 +3,8 @@
 Shared by the world-model training loop, `jepa-jax plan` (to restore a checkpoint) and the tests.
 
 State (a plain dict, created directly sharded like the JEPA state):
-  {"params": {"encoder" (if trained), "predictor", "idm" (if the encoder is trained)},
+  {"params": {"encoder" (if trained), "predictor", "idm" (if the encoder is trained),
+              "distance" (with a distance head)},
    "frozen": {"encoder"} if the encoder is frozen, else {},
    "opt_state": optax state of params, "step": int32}
 """
@@ -56,6 +57,18 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
     for key in LOSS_WEIGHTS:
         value = wm[f"{key}_weight"]
         need(float(value) >= 0, f"world_model.{key}_weight", value, "a number >= 0")
+    head = wm.distance_head
+    need(int(head) >= 0, "world_model.distance_head", head, "an integer >= 0 (0: none)")
+    if int(head):
+        goals = wm.distance_goals
+        need(int(goals) >= 1, "world_model.distance_goals", goals, "an integer >= 1")
+    elif "plan" in config:
+        need(
+            config.plan.distance != "head",
+            "plan.distance",
+            config.plan.distance,
+            "'l1' or 'l2' when world_model.distance_head=0 (no distance head to plan with)",
+        )
     view = wm.local_view
     need(
         int(view) >= 0 and int(view) % 2 == 0,
@@ -154,6 +167,7 @@ class WorldModelTrainer:
             int(self.config.batch_size),
             int(wm.num_steps),
             int(wm.action_chunk),
+            int(wm.distance_goals) if self.model.distance_head is not None else 0,
         )
 
     def make_step(self, state_shardings: Any) -> Callable[[dict], tuple[dict, dict]]:
@@ -218,6 +232,7 @@ def make_init_fn(
 
     def init(rng):
         k_enc, k_pred, k_idm = jax.random.split(rng, 3)
+        k_dist = jax.random.fold_in(rng, 3)  # the other params' init stays that of no head
         grid = model.predictor.grid
         z = jnp.zeros((1, num_steps, grid[0] * grid[1], model.encoder.width), jnp.float32)
         a = jnp.zeros((1, num_steps, model.action_dim), jnp.float32)
@@ -243,6 +258,9 @@ def make_init_fn(
                 predictor["transformer"], model.predictor.depth
             )
         params = {"predictor": predictor}
+        if model.distance_head is not None:
+            wall = jnp.zeros((1,) + model.frame_shape[:2], jnp.float32)
+            params["distance"] = model.distance_head.init(k_dist, z, wall)["params"]
         frozen = {}
         if encoder_trainable:
             params["encoder"] = encoder
@@ -282,7 +300,8 @@ def build_world_model_trainer(config: Mapping[str, Any], devices=None) -> WorldM
 def restore_world_model(
     config: Mapping[str, Any], workdir: str, step: int | None = None
 ) -> tuple[WorldModelTrainer, dict, int]:
-    """The trained world model of a run: (trainer, {"encoder", "predictor"} params, step).
+    """The trained world model of a run: (trainer, {"encoder", "predictor"[, "distance"]} params,
+    step).
 
     Args:
       config: the run's config (it fixes the shapes to restore into).
@@ -302,4 +321,7 @@ def restore_world_model(
     finally:
         ckpt.close()
     encoder = state["params"].get("encoder", state["frozen"].get("encoder"))
-    return trainer, {"encoder": encoder, "predictor": state["params"]["predictor"]}, int(step)
+    params = {"encoder": encoder, "predictor": state["params"]["predictor"]}
+    if "distance" in state["params"]:
+        params["distance"] = state["params"]["distance"]
+    return trainer, params, int(step)
