@@ -123,7 +123,10 @@ def get_config(arg=None):
         c.plan.update(horizon=48, distance="l1")
     if args.distance_head:  # plan with a learned distance that knows the way round the wall
         c.world_model.distance_head = args.distance_head
-        c.plan.distance = "head"
+        # An energy that counts the steps through the door needs no horizon that reaches round
+        # the wall (the true geodesic distance plans 100% at 16 steps); measured with the
+        # head: horizon 24 88% at 2.8 s/episode, 48 86% at 4.5.
+        c.plan.update(distance="head", horizon=24)
 
     c.log_every = 100
     c.checkpoint_every = 1000
