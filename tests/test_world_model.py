@@ -268,8 +268,8 @@ def test_local_view_moves_the_state_by_passable_kinematics_and_reads_the_walls()
     actions, s0 = batch["actions"], states[:, :-1]
     pred, pred_s = model.predict(params["predictor"], z[:, :-1], actions, s0, smap)
     np.testing.assert_allclose(pred, z[:, :-1], atol=1e-4)  # the latent is unchanged
-    half = (model.env.hi - model.env.lo) / 2.0
-    steps = actions.reshape(actions.shape[:-1] + (-1, 2)) * model.env.max_norm / half
+    steps = actions.reshape(actions.shape[:-1] + (-1, 2)) * model.env.max_norm
+    steps = steps / model.state_half_range
     free = steps.sum(-2)  # free-space kinematics: every env action taken in full
     # Each env action is taken at sigmoid(3 + noise) ~ 0.95 of its length.
     slack = 0.3 * np.abs(np.asarray(steps)).sum(-2) + 1e-5
