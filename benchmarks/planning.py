@@ -7,6 +7,8 @@ geodesic distance, and the learned latent distance); the latent energy's rank co
 the true distance-to-go; the rollout's drift (position error of a linear read-out of
 open-loop predicted latents, by model step, up to the planning horizon); and whether the
 predictor knows the wall (its predicted move in free space, through the door, into the wall).
+`--energy_plot=PNG` draws the planning distance against the true one; `--failure_plot=PNG` maps
+it over the arena for the model's failed episodes, with their paths (why did it get stuck?).
 If WORKDIR has no checkpoint at config.total_steps yet, the model is trained (or resumed) first
 and the training wall time is reported and kept in WORKDIR/train_time.json.
 The machine may be shared: times are wall-clock and as noisy as its load.
@@ -47,6 +49,13 @@ _ENERGY_PLOT = flags.DEFINE_string(
     "",
     "Also draw the learned latent distance against the true geodesic distance to the goal as a "
     "PNG at this path (needs matplotlib).",
+)
+_FAILURE_PLOT = flags.DEFINE_string(
+    "failure_plot",
+    "",
+    "Also draw, for up to 6 of the model's failed episodes (its first episodes if none failed), "
+    "the planning distance to the goal over the whole arena beside the true geodesic distance, "
+    "with the episode's path, as a PNG at this path (needs matplotlib and the 'model' agent).",
 )
 flags.mark_flags_as_required(["workdir"])
 
@@ -114,8 +123,55 @@ def plot_energy(quality: dict, path: str) -> None:
     print(f"wrote {path} ({int(np.size(geodesic))} points)")
 
 
+def plot_failures(model, params, distance: str, tasks: dict, result: dict, path: str) -> None:
+    """Top row: the planning distance to the goal at every free position (white: wall), bottom
+    row: the true geodesic distance; each with the episode's path (red), start (green dot) and
+    goal (red star), one column per failed episode (up to 6)."""
+    import jax
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jepa_jax.planning import evaluate
+
+    success = np.asarray(result["success"], bool)
+    failed = np.flatnonzero(~success)
+    shown = (failed if failed.size else np.arange(success.size))[:6]
+    fig, axes = plt.subplots(2, len(shown), figsize=(2.6 * len(shown), 5.2), dpi=110)
+    axes = np.asarray(axes).reshape(2, len(shown))
+    for col, e in enumerate(shown):
+        layout = jax.tree.map(lambda x, e=e: x[e], tasks["layout"])
+        goal = np.asarray(tasks["goal"][e])
+        field = evaluate.distance_field(model, params, model.env, distance, layout, goal)
+        c = field["coords"]
+        extent = (c[0], c[-1], c[0], c[-1])
+        rows = ((field["planning"], f"planning distance ({distance})"),
+                (field["geodesic"], "true geodesic (px)"))  # fmt: skip
+        for row, (values, name) in enumerate(rows):
+            ax = axes[row, col]
+            masked = np.where(field["free"], values, np.nan)
+            ax.imshow(masked, origin="lower", extent=extent, cmap="viridis")
+            ax.contour(c, c, masked, levels=12, colors="white", linewidths=0.4)
+            walk = np.asarray(result["path"][e])
+            ax.plot(walk[:, 0], walk[:, 1], "r-", lw=1.2)
+            ax.plot(*np.asarray(tasks["start"][e]), "o", color="lime", ms=5)
+            ax.plot(*goal, "r*", ms=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            outcome = "reached" if success[e] else "failed"
+            ax.set_title(f"episode {e} ({outcome})\n{name}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path} ({len(shown)} episodes: {', '.join(str(int(e)) for e in shown)})")
+
+
 def main(argv):
     start_command(argv)
+    agents = tuple(_AGENTS.value)
+    if _FAILURE_PLOT.value and "model" not in agents:  # before any training
+        raise SystemExit(f"--failure_plot needs the 'model' agent; --agents={','.join(agents)}")
     config = loaded_config()
     workdir = os.path.abspath(_WORKDIR.value)
     train_seconds = train_if_needed(config, workdir)
@@ -134,7 +190,6 @@ def main(argv):
         f"{'fixed' if config.env.fixed_wall else 'random'} walls",
         flush=True,
     )
-    agents = tuple(_AGENTS.value)
     results = evaluate.evaluate_all(
         config, trainer.model, params, agents, episodes, log=lambda s: print(s, flush=True)
     )
@@ -151,6 +206,15 @@ def main(argv):
     )
     if _ENERGY_PLOT.value:
         plot_energy(quality, _ENERGY_PLOT.value)
+    if _FAILURE_PLOT.value and "model" in agents:
+        plot_failures(
+            trainer.model,
+            params,
+            str(p.distance),
+            results["tasks"],
+            results["model"]["result"],
+            _FAILURE_PLOT.value,
+        )
     policy = trajectories.policy_from_config(config.world_model)
     drift = evaluate.rollout_accuracy(trainer.model, params, policy, int(p.seed), int(p.horizon))
     horizon = int(p.horizon)

@@ -166,6 +166,31 @@ def test_energy_quality_tells_a_wall_blind_energy_from_the_true_one():
     assert q["spearman_geodesic"] < q["spearman_euclidean"] - 0.02  # the wall's detours
 
 
+def test_distance_field_maps_a_wall_blind_energy_beside_the_geodesic():
+    env = two_rooms.TwoRooms()
+    layout = {"wall_x": jnp.float32(32.0), "door_y": jnp.float32(14.0)}
+    goal = np.asarray([22.0, 50.0], np.float32)  # left room, far from the door
+    f = evaluate.distance_field(PositionEncoder(), {"encoder": {}}, env, "l2", layout, goal, 24)
+    c = f["coords"]
+    assert f["planning"].shape == f["geodesic"].shape == f["free"].shape == (24, 24)
+    assert c[0] == env.lo and c[-1] == env.hi
+    xs, ys = np.meshgrid(c, c, indexing="xy")  # [row = y, column = x]
+    # Free: outside the 3-px wall band (|x - 32| < 1.5) or within the 9-px door (|y - 14| <= 4.5).
+    np.testing.assert_array_equal(f["free"], (np.abs(xs - 32.0) >= 1.5) | (np.abs(ys - 14) <= 4.5))
+    euclid = np.hypot(xs - goal[0], ys - goal[1])
+    # The stand-in's l2 latent distance is the squared straight line / 2 (mean over x, y); its
+    # minimum is at the grid point nearest the goal.
+    nearest = np.unravel_index(np.argmin(euclid), euclid.shape)
+    assert np.unravel_index(np.argmin(f["planning"]), euclid.shape) == nearest
+    free = f["free"]
+    rank = lambda v: np.argsort(np.argsort(v[free]))
+    assert np.corrcoef(rank(f["planning"]), rank(euclid))[0, 1] > 0.99
+    # The geodesic is never shorter than the straight line, and goes round the wall on the right.
+    assert np.all(f["geodesic"][free] >= euclid[free] - 1e-3)
+    right_top = free & (xs > 34) & (ys > 40)
+    assert np.all(f["geodesic"][right_top] > euclid[right_top] + 20)
+
+
 def test_random_policy_floor_is_scored_on_the_same_tasks():
     env = two_rooms.TwoRooms()
     tasks = evaluate.make_tasks(env, seed=0, num=8, margin=2.6)
@@ -279,3 +304,29 @@ def test_collision_awareness_reads_predicted_moves_at_the_wall_and_the_door():
     for name in evaluate.COLLISION_CASES:
         assert blind[name]["predicted_px"] == pytest.approx(full, abs=0.5)
         assert still[name]["predicted_px"] == pytest.approx(0.0, abs=0.5)
+
+
+def test_planning_benchmark_maps_the_failed_episodes(tmp_path):
+    """`benchmarks/planning.py --failure_plot` trains a seconds-long model, plans, and draws the
+    distance maps; asking for the map without the model agent is a one-line error, before any
+    training."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(repo, "benchmarks", "planning.py")
+    config = os.path.join(repo, "configs", "ac_two_rooms.py") + ":runlocal"
+    png, workdir = tmp_path / "failures.png", tmp_path / "run"
+    args = [sys.executable, script, f"--config={config}", f"--workdir={workdir}"]
+    bad = subprocess.run(args + ["--agents=random", f"--failure_plot={png}"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode != 0
+    assert "--failure_plot needs the 'model' agent; --agents=random" in bad.stderr
+    assert not workdir.exists() and not png.exists()
+    ok = subprocess.run(args + ["--agents=model", "--episodes=2", f"--failure_plot={png}"],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    # The seconds-long model fails both episodes: both are drawn.
+    assert f"wrote {png} (2 episodes: 0, 1)" in ok.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

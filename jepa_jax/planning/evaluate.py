@@ -193,6 +193,46 @@ def energy_quality(
     }
 
 
+def distance_field(
+    model: Any,
+    params: Any,
+    env: TwoRooms,
+    distance: str,
+    layout: dict,
+    goal: jax.Array,
+    resolution: int = 40,
+) -> dict[str, np.ndarray]:
+    """The planning distance to `goal` [2] (px) at every point of a resolution x resolution grid
+    over the free square of `layout`, beside the true geodesic distance: what a planner following
+    the energy sees, as a map (a wall-blind energy dips towards the goal through the wall).
+
+    Each grid point is rendered with the agent there, encoded, and compared with the goal image
+    (`model.goal_target` / `model.distance_to_goal`, the planners' comparison).
+
+    Returns:
+      {"coords": float32 [resolution] grid coordinates (px, both axes), "planning" / "geodesic":
+       float32 [resolution (y), resolution (x)] (geodesic in px), "free": bool [resolution,
+       resolution] whether the agent can be there (not inside the middle wall)}.
+    """
+    coords = jnp.linspace(env.lo, env.hi, resolution, dtype=jnp.float32)
+    xs, ys = jnp.meshgrid(coords, coords, indexing="xy")
+    points = jnp.stack([xs, ys], axis=-1).reshape(-1, 2)  # rows: y, columns: x
+
+    def field(params, layout, goal):
+        frames = two_rooms.render_many(env, layout, points)
+        z = model.encode(params["encoder"], frames)
+        target = model.goal_target(params, two_rooms.render(env, layout, goal), distance)
+        planning = model.distance_to_goal(params, z, target, distance)
+        geodesic = jax.vmap(lambda p: two_rooms.geodesic_distance(env, layout, p, goal))(points)
+        free = jax.vmap(lambda p: two_rooms.is_free(env, layout, p))(points)
+        return planning, geodesic, free
+
+    out = jax.device_get(jax.jit(field)(params, layout, jnp.asarray(goal, jnp.float32)))
+    shape = (resolution, resolution)
+    planning, geodesic, free = (np.asarray(x).reshape(shape) for x in out)
+    return {"coords": np.asarray(coords), "planning": planning, "geodesic": geodesic, "free": free}
+
+
 ROLLOUT_ACCURACY_SEED_OFFSET = 4
 
 
