@@ -137,6 +137,26 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _distances_to_goal(
+    model: Any,
+    params: Any,
+    env: TwoRooms,
+    distance: str,
+    layout: dict,
+    positions: jax.Array,
+    goal: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """The planning distance (`distance`, compared as the planners do: `model.goal_target` /
+    `model.distance_to_goal`) and the true geodesic distance (px) of the agent at positions
+    [N, 2] to the goal [2] in one layout: ([N], [N]). Each position is rendered and encoded."""
+    frames = two_rooms.render_many(env, layout, jnp.concatenate([positions, goal[None]]))
+    z = model.encode(params["encoder"], frames[:-1])  # [N, P, D]
+    target = model.goal_target(params, frames[-1], distance)
+    planning = model.distance_to_goal(params, z, target, distance)
+    geodesic = jax.vmap(lambda p: two_rooms.geodesic_distance(env, layout, p, goal))(positions)
+    return planning, geodesic
+
+
 def energy_quality(
     model: Any,
     params: Any,
@@ -167,15 +187,9 @@ def energy_quality(
     def one(task, key):
         raw = jax.random.uniform(key, (k, 2), minval=env.lo, maxval=env.hi)
         pos = jax.vmap(lambda p: two_rooms.project_to_free(env, task["layout"], p))(raw)
-        frames = two_rooms.render_many(
-            env, task["layout"], jnp.concatenate([pos, task["goal"][None]])
+        latent, geodesic = _distances_to_goal(
+            model, params, env, distance, task["layout"], pos, task["goal"]
         )
-        z = model.encode(params["encoder"], frames[:k])  # [k, P, D]
-        goal = model.goal_target(params, frames[k], distance)
-        latent = model.distance_to_goal(params, z, goal, distance)
-        geodesic = jax.vmap(
-            lambda p: two_rooms.geodesic_distance(env, task["layout"], p, task["goal"])
-        )(pos)
         return latent, geodesic, jnp.linalg.norm(pos - task["goal"], axis=-1)
 
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_tasks))
@@ -219,13 +233,8 @@ def distance_field(
     points = jnp.stack([xs, ys], axis=-1).reshape(-1, 2)  # rows: y, columns: x
 
     def field(params, layout, goal):
-        frames = two_rooms.render_many(env, layout, points)
-        z = model.encode(params["encoder"], frames)
-        target = model.goal_target(params, two_rooms.render(env, layout, goal), distance)
-        planning = model.distance_to_goal(params, z, target, distance)
-        geodesic = jax.vmap(lambda p: two_rooms.geodesic_distance(env, layout, p, goal))(points)
-        free = jax.vmap(lambda p: two_rooms.is_free(env, layout, p))(points)
-        return planning, geodesic, free
+        planning, geodesic = _distances_to_goal(model, params, env, distance, layout, points, goal)
+        return planning, geodesic, two_rooms.is_free(env, layout, points)
 
     out = jax.device_get(jax.jit(field)(params, layout, jnp.asarray(goal, jnp.float32)))
     shape = (resolution, resolution)
