@@ -9,11 +9,16 @@ steps, so the run saves a checkpoint at a step boundary instead of dying mid-ste
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Delay before a stop signal that a finalizer swallowed is delivered again (see interruptible).
+REDELIVERY_S = 0.01
 
 
 class Interrupted(Exception):
@@ -46,10 +51,31 @@ def interruptible() -> Iterator[None]:
     def handle(signum, frame):
         raise Interrupted(signum)
 
+    def redeliver(unraisable):
+        # Python runs a signal handler between any two bytecodes of the main thread, also inside
+        # a gc callback or a __del__ (JAX registers a gc callback), where an exception cannot
+        # propagate: Python prints it as "Exception ignored in ..." and drops it, and the stop
+        # would be lost (the run went on training). Deliver such a signal again, REDELIVERY_S
+        # later from another thread, so that it lands after this hook and the finalizer return
+        # (sent at once, it raised inside this hook, which drops it for good): the handler then
+        # raises in the code that was interrupted, or comes back here if it lands in a
+        # finalizer again.
+        if isinstance(unraisable.exc_value, Interrupted):
+            signum = unraisable.exc_value.signum
+            timer = threading.Timer(REDELIVERY_S, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+        else:
+            previous_hook(unraisable)
+
     previous = _install(handle)
+    previous_hook = sys.unraisablehook
+    if previous:  # the main thread: the handler is ours
+        sys.unraisablehook = redeliver
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         _restore(previous)
 
 
