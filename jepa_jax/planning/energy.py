@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import jax
 
-ENERGIES = ("sum", "last", "min", "reach")
+ENERGIES = ("sum", "last")
 
 
 def reduce_over_horizon(distances: jax.Array, kind: str) -> jax.Array:
     """distances [..., H] -> energies [...]: their sum ("sum") or the last one ("last")."""
     if kind == "sum":
         return distances.sum(axis=-1)
-    if kind == "min":
-        return distances.min(axis=-1)
-    if kind == "reach":
-        t = jax.numpy.arange(distances.shape[-1], dtype=distances.dtype)
-        return (distances + t).min(axis=-1)
     if kind == "last":
         return distances[..., -1]
     raise ValueError(f"unknown energy {kind!r}; expected one of {ENERGIES}")
