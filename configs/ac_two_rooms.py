@@ -29,8 +29,9 @@ kinematics braked by a passability learned from that window, and the latent's ce
   jepa-jax train --config=configs/ac_two_rooms.py:arch=conv_gru,local_view=24 --workdir=W
 
 `distance_head=32` also learns a planning distance that counts model steps, through the door
-(models/distance_head.py), and plans with it (`plan.distance="head"`) instead of the latent
-distance, which like the straight line is blind to the wall:
+(models/distance_head.py), and plans by a wavefront search in the model's imagination
+(`plan.planner="search"`, planning/search.py) that trusts that distance only next to the goal
+(`plan.distance="head"`): 98% of 50 random-wall episodes at under 1 s/episode:
 
   jepa-jax train --config=configs/ac_two_rooms.py:arch=conv_gru,local_view=24,distance_head=32 \
       --workdir=W

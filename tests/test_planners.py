@@ -268,6 +268,21 @@ def test_search_that_can_go_nowhere_plans_to_stand_still():
     np.testing.assert_array_equal(out["plan"], np.zeros((4, 2)))
 
 
+def test_first_search_of_an_episode_starts_at_its_start():
+    env = two_rooms.TwoRooms()
+    task = door_task(40.0, (10.0, 10.0), (50.0, 12.0))
+    agent = agents.SimulatorAgent(env, action_chunk=4, distance="geodesic")
+    settings = dataclasses.replace(
+        small_mpc(max_steps=50), planner=search.SearchSettings(width=16), horizon=10
+    )
+    out = evaluate.first_search(settings, agent, {}, task)
+    assert bool(out["found"]) and out["visited"].shape == (11, 16, 2)
+    np.testing.assert_allclose(out["visited"][0, 0], task["start"])
+    assert out["visited_mask"][0].sum() == 1 and out["visited_mask"][1:].sum() > 10
+    with pytest.raises(ValueError, match="plan.planner='search'"):
+        evaluate.first_search(small_mpc(max_steps=50), agent, {}, task)
+
+
 def test_search_settings_are_validated():
     plan = config_lib.plan_config()
     plan.update(planner="search", distance="head")

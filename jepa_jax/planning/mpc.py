@@ -1,4 +1,5 @@
-"""Model-predictive control in Two Rooms: plan, execute the first action(s), observe, replan.
+"""Model-predictive control in Two Rooms: plan (CEM / MPPI over action sequences, or the
+wavefront search in imagination, search.py), execute the first action(s), observe, replan.
 
 `run_episode` is one whole episode as a pure JAX function (a `lax.while_loop` over replans that
 stops at the goal or at the step budget), so episodes are jitted once and vmapped. Two success
@@ -93,6 +94,22 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
     for key in ("context_steps", "episodes", "parallel_episodes"):
         need(int(plan[key]) >= 1, key, plan[key], "an integer >= 1")
     return s
+
+
+def planner_description(p: Any, action_chunk: int) -> str:
+    """One line naming the planner of config.plan `p` and its sizes (the first line printed by
+    `jepa-jax plan` and benchmarks/planning.py)."""
+    steps = f"{p.horizon} model steps ({int(p.horizon) * action_chunk} env steps)"
+    if p.planner == "search":
+        return (
+            f"wavefront search {steps} deep, {p.search_width} imagined states per depth, "
+            f"{p.search_directions} headings x speeds {tuple(p.search_speeds)}, at the goal "
+            f"within {p.search_goal_steps} model steps by the {p.distance} distance"
+        )
+    return (
+        f"{p.planner} with {p.samples} samples x {p.iterations} iterations, horizon {steps}, "
+        f"energy {p.energy} {p.distance}"
+    )
 
 
 def run_episode(
