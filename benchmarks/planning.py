@@ -8,7 +8,8 @@ the true distance-to-go; the rollout's drift (position error of a linear read-ou
 open-loop predicted latents, by model step, up to the planning horizon); and whether the
 predictor knows the wall (its predicted move in free space, through the door, into the wall).
 `--energy_plot=PNG` draws the planning distance against the true one; `--failure_plot=PNG` maps
-it over the arena for the model's failed episodes, with their paths (why did it get stuck?).
+it over the arena for the model's failed episodes, with their paths (why did it get stuck?) and,
+with plan.planner="search", the imagined states of each episode's first search.
 If WORKDIR has no checkpoint at config.total_steps yet, the model is trained (or resumed) first
 and the training wall time is reported and kept in WORKDIR/train_time.json.
 The machine may be shared: times are wall-clock and as noisy as its load.
@@ -123,10 +124,14 @@ def plot_energy(quality: dict, path: str) -> None:
     print(f"wrote {path} ({int(np.size(geodesic))} points)")
 
 
-def plot_failures(model, params, distance: str, tasks: dict, result: dict, path: str) -> None:
+def plot_failures(
+    model, params, distance: str, tasks: dict, result: dict, path: str, search_from=None
+) -> None:
     """Top row: the planning distance to the goal at every free position (white: wall), bottom
     row: the true geodesic distance; each with the episode's path (red), start (green dot) and
-    goal (red star), one column per failed episode (up to 6)."""
+    goal (red star), one column per failed episode (up to 6). search_from: with the search
+    planner, task -> its first search (evaluate.first_search), whose imagined states are drawn
+    on the top row (white dots, the model's predicted positions)."""
     import jax
     import matplotlib
     import numpy as np
@@ -156,9 +161,16 @@ def plot_failures(model, params, distance: str, tasks: dict, result: dict, path:
             masked = np.where(field["free"], values, np.nan)
             ax.imshow(masked, origin="lower", extent=extent, cmap="viridis")
             ax.contour(c, c, masked, levels=12, colors="white", linewidths=0.4)
+            if row == 0 and search_from is not None:
+                task = jax.tree.map(lambda x, e=e: x[e], tasks)
+                found = search_from(task)
+                seen = np.asarray(found["visited"])[np.asarray(found["visited_mask"])]
+                ax.plot(seen[:, 0], seen[:, 1], ".", color="white", ms=1.5, alpha=0.8)
             ax.plot(walk[:, 0], walk[:, 1], "r-", lw=1.2)
             ax.plot(*start, "o", color="lime", ms=5)
             ax.plot(*goal, "r*", ms=10)
+            ax.set_xlim(extent[:2])  # the imagined states must not widen the map
+            ax.set_ylim(extent[2:])
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"episode {e} ({outcome})\n{name}", fontsize=7)
@@ -177,15 +189,15 @@ def main(argv):
     train_seconds = train_if_needed(config, workdir)
 
     from jepa_jax.envs import trajectories
-    from jepa_jax.planning import evaluate
+    from jepa_jax.planning import evaluate, mpc
     from jepa_jax.world_model.setup import restore_world_model
 
     trainer, params, step = restore_world_model(config, workdir)
     p = config.plan
     episodes = int(p.episodes) if _EPISODES.value is None else _EPISODES.value
+    planner = mpc.planner_description(p, config.world_model.action_chunk)
     print(
-        f"world model at step {step}; {p.planner} {p.samples} samples x {p.iterations} "
-        f"iterations, horizon {p.horizon} x {config.world_model.action_chunk} env steps; "
+        f"world model at step {step}; {planner}; "
         f"{episodes} episodes, budget {p.max_steps} env steps, radius {p.success_radius} px, "
         f"{'fixed' if config.env.fixed_wall else 'random'} walls",
         flush=True,
@@ -207,6 +219,13 @@ def main(argv):
     if _ENERGY_PLOT.value:
         plot_energy(quality, _ENERGY_PLOT.value)
     if _FAILURE_PLOT.value:  # main checked that "model" is among the agents
+        search_from = None
+        if p.planner == "search":
+            from jepa_jax.planning import agents as planning_agents
+
+            settings = mpc.settings_from_config(p)
+            agent = planning_agents.LatentAgent(trainer.model, str(p.energy), str(p.distance))
+            search_from = lambda task: evaluate.first_search(settings, agent, params, task)
         plot_failures(
             trainer.model,
             params,
@@ -214,6 +233,7 @@ def main(argv):
             results["tasks"],
             results["model"]["result"],
             _FAILURE_PLOT.value,
+            search_from,
         )
     policy = trajectories.policy_from_config(config.world_model)
     drift = evaluate.rollout_accuracy(trainer.model, params, policy, int(p.seed), int(p.horizon))

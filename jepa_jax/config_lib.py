@@ -364,14 +364,23 @@ def plan_config() -> ml_collections.ConfigDict:
     """Planning in latent space with CEM or MPPI inside an MPC loop (`jepa-jax plan`)."""
     return ml_collections.ConfigDict(
         dict(
-            planner="mppi",  # cem | mppi
-            horizon=16,  # model steps planned ahead
+            planner="mppi",  # cem | mppi | search (planning/search.py)
+            horizon=16,  # model steps planned ahead (search: its depth)
             samples=256,  # action sequences rolled out per iteration
             elites=32,  # best samples kept per iteration
             iterations=4,
             init_std=1.0,  # initial sampling std, in units of env.max_norm
             temperature=0.5,  # MPPI: weight exp(-(c - c_min) / (temperature * elite spread))
             energy="sum",  # sum: distance summed over the rollout | last: final step only
+            # planner="search": breadth-first in imagination over `search_directions` headings x
+            # `search_speeds` (units of max_norm); keeps up to `search_width` imagined states per
+            # depth at least `search_merge_px` apart; trusts the distance head below
+            # `search_goal_steps` model steps (needs distance="head" and world_model.local_view).
+            search_width=96,
+            search_merge_px=3.0,
+            search_goal_steps=1.0,
+            search_directions=8,
+            search_speeds=(1.0, 0.5),
             # l1 | l2: latent distance to the goal embedding; head: the world model's learned
             # distance head (world_model.distance_head > 0)
             distance="l1",

@@ -114,6 +114,7 @@ def test_world_model_trains_the_head_without_moving_the_latent_and_plans_with_it
         ("distance_head", -1, "world_model.distance_head=-1"),
         ("distance_goals", 0, "world_model.distance_goals=0"),
         ("plan_without_head", "head", "plan.distance='head'"),
+        ("search_without_view", "search", "world_model.local_view=0"),
     ],
 )
 def test_distance_head_bad_settings_are_config_errors(key, value, message):
@@ -121,6 +122,9 @@ def test_distance_head_bad_settings_are_config_errors(key, value, message):
     if key == "plan_without_head":
         config.world_model.distance_head = 0
         config.plan.distance = value
+    elif key == "search_without_view":  # the search merges states by the predicted position
+        config.world_model.update(local_view=0, use_state=False, predictor_cell="gru")
+        config.plan.planner = value
     else:
         config.world_model[key] = value
     with pytest.raises(ConfigError, match=message):

@@ -2,6 +2,7 @@
 simulator; planner settings are validated."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ import pytest
 from jepa_jax import config_lib
 from jepa_jax.envs import two_rooms
 from jepa_jax.errors import ConfigError
-from jepa_jax.planning import agents, evaluate, mpc, planners
+from jepa_jax.planning import agents, evaluate, mpc, planners, search
 from jepa_jax.world_model.model import WorldModel
 
 H, A = 6, 4
@@ -203,6 +204,101 @@ def test_random_policy_floor_is_scored_on_the_same_tasks():
     assert summary["episodes"] == 8 and 0.0 <= summary["success_rate"] <= 1.0
     assert summary["final_success_rate"] <= summary["success_rate"]  # ending there implies passing
     assert np.all((np.asarray(out["steps"]) >= 1) & (np.asarray(out["steps"]) <= 200))
+
+
+def test_search_finds_the_door_with_a_wall_blind_distance():
+    # The task where MPPI with the straight-line distance presses against the wall (above): the
+    # wavefront search trusts that distance only within a step of the goal, so it goes round.
+    env = two_rooms.TwoRooms()
+    settings = dataclasses.replace(
+        small_mpc(max_steps=150), planner=search.SearchSettings(width=64), horizon=12
+    )
+    task = door_task(12.0, (20.0, 52.0), (44.0, 52.0))
+    agent = agents.SimulatorAgent(env, action_chunk=4, distance="euclidean")
+    out = jax.jit(lambda t, k: mpc.run_episode(settings, agent, {}, t, k))(task, jax.random.key(0))
+    assert bool(out["success"])
+    path = np.asarray(out["path"])[: int(out["steps"]) + 1]
+    assert path[:, 1].min() < 12.0 + env.door_half_height  # it went through the door
+    # The shortest way is ~84 px; 2.5 px per env step: 34 steps at best.
+    assert 34 <= int(out["steps"]) <= 60
+
+
+def simulated_space(env, layout, pos, goal):
+    """The true simulator as a SearchSpace, scored by the geodesic distance in model steps."""
+    agent = agents.SimulatorAgent(env, action_chunk=4, distance="geodesic")
+    return agent.search_space({}, goal, {"layout": layout}, pos)
+
+
+def test_search_plan_leads_to_what_it_found_and_keeps_states_apart():
+    env = two_rooms.TwoRooms()
+    task = door_task(40.0, (10.0, 10.0), (50.0, 12.0))
+    settings = search.SearchSettings(width=32, merge_px=5.0, goal_steps=0.5)
+    space = simulated_space(env, task["layout"], task["start"], task["goal"])
+    out = jax.jit(lambda: search.search(settings, space, depth=14))()
+    assert bool(out["found"])
+    plan = np.asarray(out["plan"])
+    moves = np.linalg.norm(plan, axis=-1)
+    length = int((moves > 0).sum())
+    assert np.all(moves[length:] == 0) and np.all(moves[:length] > 0)  # zeros after the goal
+    # The plan, executed in the simulator, ends where the search saw the goal: within
+    # goal_steps model steps (10 px each) of it by the true distance.
+    held = np.repeat(plan[:length] * env.max_norm, 4, axis=0)
+    end = two_rooms.rollout(env, task["layout"], task["start"], jnp.asarray(held))[-1]
+    geodesic = two_rooms.geodesic_distance(env, task["layout"], end, task["goal"])
+    assert float(geodesic) / (env.max_norm * 4) < settings.goal_steps
+    assert length >= 7  # ~80 px round the wall at <= 10 px per model step
+    # Every state kept, at any depth, is more than merge_px from every other; all are free.
+    kept = np.asarray(out["visited"])[np.asarray(out["visited_mask"])]
+    assert 20 < len(kept) <= 1 + 32 * 14
+    gaps = np.linalg.norm(kept[:, None] - kept[None], axis=-1)
+    assert gaps[~np.eye(len(kept), dtype=bool)].min() > settings.merge_px
+    free = jax.vmap(lambda p: two_rooms.project_to_free(env, task["layout"], p))(kept)
+    np.testing.assert_allclose(free, kept, atol=1e-4)
+
+
+def test_search_that_can_go_nowhere_plans_to_stand_still():
+    space = search.SearchSpace(
+        root=jnp.zeros((2,)),
+        expand=lambda nodes, actions: nodes,  # every action leaves the state where it is
+        position=lambda nodes: nodes,
+        steps_to_goal=lambda nodes: jnp.full(nodes.shape[:1], 5.0),
+    )
+    out = search.search(search.SearchSettings(width=8), space, depth=4)
+    assert not bool(out["found"]) and int(np.asarray(out["visited_mask"]).sum()) == 1
+    np.testing.assert_array_equal(out["plan"], np.zeros((4, 2)))
+
+
+def test_first_search_of_an_episode_starts_at_its_start():
+    env = two_rooms.TwoRooms()
+    task = door_task(40.0, (10.0, 10.0), (50.0, 12.0))
+    agent = agents.SimulatorAgent(env, action_chunk=4, distance="geodesic")
+    settings = dataclasses.replace(
+        small_mpc(max_steps=50), planner=search.SearchSettings(width=16), horizon=10
+    )
+    out = evaluate.first_search(settings, agent, {}, task)
+    assert bool(out["found"]) and out["visited"].shape == (11, 16, 2)
+    np.testing.assert_allclose(out["visited"][0, 0], task["start"])
+    assert out["visited_mask"][0].sum() == 1 and out["visited_mask"][1:].sum() > 10
+    with pytest.raises(ValueError, match="plan.planner='search'"):
+        evaluate.first_search(small_mpc(max_steps=50), agent, {}, task)
+
+
+def test_search_settings_are_validated():
+    plan = config_lib.plan_config()
+    plan.update(planner="search", distance="head")
+    assert isinstance(mpc.settings_from_config(plan).planner, search.SearchSettings)
+    for key, value, message in [
+        ("distance", "l1", "plan.distance='l1' is invalid: expected 'head'"),
+        ("search_speeds", (1.5,), "plan.search_speeds=(1.5,)"),
+        ("search_width", 0, "plan.search_width=0"),
+        ("search_merge_px", 0.0, "plan.search_merge_px=0.0"),
+        ("action_repeat", 2, "plan.action_repeat=2"),
+    ]:
+        bad = config_lib.plan_config()
+        bad.update(planner="search", distance="head")
+        bad[key] = value
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            mpc.settings_from_config(bad)
 
 
 def test_bad_plan_settings_are_config_errors():

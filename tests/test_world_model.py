@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO, load_config
 from helpers import cli, read_losses
 
+from jepa_jax import config_lib
 from jepa_jax.envs.two_rooms import WALL_CHANNEL
 from jepa_jax.world_model import loop, objective
 from jepa_jax.world_model.setup import build_world_model_trainer
@@ -94,6 +95,7 @@ def test_objective_terms_and_frozen_encoder():
     "args,message",
     [
         (["--config.plan.planner=ilqr"], "config.plan.planner='ilqr' is invalid"),
+        (["--config.plan.planner=search"], "config.plan.distance='l1' is invalid: expected 'head'"),
         (["--episodes=0"], "--episodes=0 is invalid"),
         (["--checkpoint=/nonexistent/run"], "checkpoint path not found: '/nonexistent/run'"),
     ],
@@ -104,6 +106,20 @@ def test_plan_bad_input_is_one_line(args, message):
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and message in err[0], proc.stderr
+
+
+def test_plan_names_the_planner_and_its_sizes():
+    from jepa_jax.planning.mpc import planner_description
+
+    plan = config_lib.plan_config()
+    assert planner_description(plan, 4) == (
+        "mppi with 256 samples x 4 iterations, horizon 16 model steps (64 env steps), energy sum l1"
+    )
+    plan.update(planner="search", distance="head")
+    assert planner_description(plan, 4) == (
+        "wavefront search 16 model steps (64 env steps) deep, 96 imagined states per depth, "
+        "8 headings x speeds (1.0, 0.5), at the goal within 1.0 model steps by the head distance"
+    )
 
 
 def fresh_model_and_batch(config):

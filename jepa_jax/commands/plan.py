@@ -81,10 +81,10 @@ def main(argv: list[str]) -> None:
     p = config.plan
     episodes = int(p.episodes) if _EPISODES.value is None else _EPISODES.value
     k = int(config.world_model.action_chunk)
+    planner = mpc.planner_description(p, k)
     print(
-        f"jepa-jax plan: world model at step {step} from {_CHECKPOINT.value}; {p.planner} with "
-        f"{p.samples} samples x {p.iterations} iterations, horizon {p.horizon} model steps "
-        f"({int(p.horizon) * k} env steps), energy {p.energy} {p.distance}; {episodes} episodes "
+        f"jepa-jax plan: world model at step {step} from {_CHECKPOINT.value}; {planner}; "
+        f"{episodes} episodes "
         f"(budget {p.max_steps} env steps, success radius {p.success_radius} px), "
         f"{'fixed' if config.env.fixed_wall else 'random'} walls",
         flush=True,

@@ -25,6 +25,7 @@ from jepa_jax.envs import two_rooms
 from jepa_jax.envs.two_rooms import TwoRooms
 from jepa_jax.planning.energy import reduce_over_horizon
 from jepa_jax.planning.planners import CostFn
+from jepa_jax.planning.search import SearchSpace
 from jepa_jax.world_model.model import WorldModel
 
 
@@ -88,6 +89,39 @@ class LatentAgent(_WorldModelAgent):
 
         return cost
 
+    def search_space(self, params: Any, goal: dict, task: dict, pos: jax.Array) -> SearchSpace:
+        """Imagined states {"z": latent [P, D], "s": state [2]} from position pos, expanded by
+        the predictor; merged by the model's own predicted position (its learned passability
+        keeps them out of walls); scored by the distance head (model steps)."""
+        frame = two_rooms.render(self.env, task["layout"], pos)
+        state0, scene_map = self.model.conditioning(params["predictor"], frame, pos)
+        root = {"z": self.model.encode(params["encoder"], frame), "s": state0}
+        chunk = self.action_chunk
+
+        def expand(nodes, actions):
+            tokens = jnp.tile(actions, (1, chunk))  # held for the model step
+            z, s = self.model.step(params["predictor"], nodes["z"], nodes["s"], tokens, scene_map)
+            return {"z": z, "s": s}
+
+        return SearchSpace(
+            root=root,
+            expand=expand,
+            position=lambda nodes: self.model.pixel_position(nodes["s"]),
+            steps_to_goal=lambda nodes: self.model.distance_to_goal(
+                params, nodes["z"], goal, self.distance
+            ),
+        )
+
+
+def _simulated_space(env: TwoRooms, chunk: int, layout: dict, pos: jax.Array, steps_to_goal):
+    """A SearchSpace over true positions [2] (the true simulator), scored by steps_to_goal."""
+
+    def expand(positions, actions):
+        held = jnp.repeat(actions[:, None] * env.max_norm, chunk, axis=1)  # [N, chunk, 2]
+        return jax.vmap(lambda p, a: two_rooms.rollout(env, layout, p, a)[-1])(positions, held)
+
+    return SearchSpace(pos, expand, lambda positions: positions, steps_to_goal)
+
 
 @dataclasses.dataclass(frozen=True)
 class SimulatorAgent:
@@ -112,6 +146,17 @@ class SimulatorAgent:
             return jnp.linalg.norm(at_frames - goal, axis=-1)
 
         return lambda tokens: reduce_over_horizon(jax.vmap(one)(tokens), self.energy)
+
+    def search_space(self, params: Any, goal: jax.Array, task: dict, pos: jax.Array):
+        """True positions, scored by the true distance in model steps at full speed."""
+        px_per_step = self.env.max_norm * self.action_chunk
+        layout = task["layout"]
+        if self.distance == "geodesic":
+            to_goal = jax.vmap(lambda p: two_rooms.geodesic_distance(self.env, layout, p, goal))
+        else:
+            to_goal = lambda p: jnp.linalg.norm(p - goal, axis=-1)
+        steps = lambda positions: to_goal(positions) / px_per_step
+        return _simulated_space(self.env, self.action_chunk, layout, pos, steps)
 
 
 def _frame_positions(env: TwoRooms, chunk: int, layout: dict, pos: jax.Array, tokens: jax.Array):
@@ -146,3 +191,14 @@ class SimulatorLatentAgent(_WorldModelAgent):
             return reduce_over_horizon(dist, self.energy)
 
         return cost
+
+    def search_space(self, params: Any, goal: dict, task: dict, pos: jax.Array):
+        """True positions, scored by the learned distance of their rendered frames."""
+        layout = task["layout"]
+
+        def steps(positions):
+            frames = two_rooms.render_many(self.env, layout, positions)
+            z = self.model.encode(params["encoder"], frames)
+            return self.model.distance_to_goal(params, z, goal, self.distance)
+
+        return _simulated_space(self.env, self.action_chunk, layout, pos, steps)

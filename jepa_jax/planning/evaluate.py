@@ -20,7 +20,7 @@ import numpy as np
 from jepa_jax.envs import trajectories, two_rooms
 from jepa_jax.envs.trajectories import ExplorationPolicy
 from jepa_jax.envs.two_rooms import TwoRooms
-from jepa_jax.planning import mpc
+from jepa_jax.planning import mpc, search
 
 TASK_SEED_OFFSET = 0
 PLANNER_SEED_OFFSET = 1
@@ -243,6 +243,23 @@ def distance_field(
 
 
 ROLLOUT_ACCURACY_SEED_OFFSET = 4
+
+
+def first_search(
+    settings: mpc.MpcSettings, agent: Any, params: Any, task: dict
+) -> dict[str, np.ndarray]:
+    """The wavefront search of an episode's first replan, from task["start"] (settings.planner a
+    SearchSettings; agent a LatentAgent or a simulator agent): search.search's output, with the
+    imagined states' positions "visited" [depth + 1, width, 2] (px) and "visited_mask"."""
+    if not isinstance(settings.planner, search.SearchSettings):
+        raise ValueError(f"first_search needs plan.planner='search'; got {settings.planner}")
+
+    def run(params, task):
+        goal = agent.goal(params, task)
+        space = agent.search_space(params, goal, task, task["start"])
+        return search.search(settings.planner, space, settings.horizon)
+
+    return jax.device_get(jax.jit(run)(params, task))
 
 
 def rollout_accuracy(

@@ -1,4 +1,5 @@
-"""Model-predictive control in Two Rooms: plan, execute the first action(s), observe, replan.
+"""Model-predictive control in Two Rooms: plan (CEM / MPPI over action sequences, or the
+wavefront search in imagination, search.py), execute the first action(s), observe, replan.
 
 `run_episode` is one whole episode as a pure JAX function (a `lax.while_loop` over replans that
 stops at the goal or at the step budget), so episodes are jitted once and vmapped. Two success
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 
 from jepa_jax.envs import two_rooms
 from jepa_jax.errors import need_under
-from jepa_jax.planning import planners
+from jepa_jax.planning import planners, search
 from jepa_jax.planning.agents import clip_tokens, env_actions
 from jepa_jax.planning.energy import ENERGIES
 from jepa_jax.world_model.model import PLAN_DISTANCES
@@ -29,7 +30,7 @@ from jepa_jax.world_model.model import PLAN_DISTANCES
 class MpcSettings:
     """Static settings of the MPC loop (hashable)."""
 
-    planner: planners.PlannerSettings
+    planner: planners.PlannerSettings | search.SearchSettings  # sampling, or the wavefront search
     horizon: int = 16  # model steps
     init_std: float = 1.0  # units of max_norm
     replan_every: int = 1  # model steps executed per plan
@@ -41,10 +42,20 @@ class MpcSettings:
     stop_at_goal: bool = True  # False: run the whole budget (the reference's final-step rule)
 
 
+# What plans: a sampling optimiser over action sequences, or the wavefront search (search.py).
+PLANNER_KINDS = planners.PLANNERS + ("search",)
+
+
 def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
     """MPC settings of `config.plan`; raises ConfigError naming a bad value."""
+    need = need_under("plan")
+    kind = plan["planner"]
+    need(kind in PLANNER_KINDS, "planner", kind, f"one of {PLANNER_KINDS}")
+    searching = kind == "search"
     s = MpcSettings(
-        planner=planners.settings_from_config(plan),
+        planner=search.settings_from_config(plan)
+        if searching
+        else planners.settings_from_config(plan),
         horizon=int(plan["horizon"]),
         init_std=float(plan["init_std"]),
         replan_every=int(plan["replan_every"]),
@@ -55,7 +66,6 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
         success_radius=float(plan["success_radius"]),
         stop_at_goal=bool(plan.get("stop_at_goal", True)),
     )
-    need = need_under("plan")
     need(s.horizon >= 1, "horizon", s.horizon, "an integer >= 1")
     need(s.init_std > 0, "init_std", s.init_std, "a number > 0")
     every = f"an integer in [1, plan.horizon={s.horizon}]"
@@ -72,9 +82,34 @@ def settings_from_config(plan: Mapping[str, Any]) -> MpcSettings:
     need(
         plan["distance"] in PLAN_DISTANCES, "distance", plan["distance"], f"one of {PLAN_DISTANCES}"
     )
+    if searching:  # it searches one held 2-D action per model step, scored in model steps
+        need(s.hold_actions, "hold_actions", s.hold_actions, "True with planner='search'")
+        need(s.action_repeat == 1, "action_repeat", s.action_repeat, "1 with planner='search'")
+        need(
+            plan["distance"] == "head",
+            "distance",
+            plan["distance"],
+            "'head' with planner='search' (it needs a distance in model steps)",
+        )
     for key in ("context_steps", "episodes", "parallel_episodes"):
         need(int(plan[key]) >= 1, key, plan[key], "an integer >= 1")
     return s
+
+
+def planner_description(p: Any, action_chunk: int) -> str:
+    """One line naming the planner of config.plan `p` and its sizes (the first line printed by
+    `jepa-jax plan` and benchmarks/planning.py)."""
+    steps = f"{p.horizon} model steps ({int(p.horizon) * action_chunk} env steps)"
+    if p.planner == "search":
+        return (
+            f"wavefront search {steps} deep, {p.search_width} imagined states per depth, "
+            f"{p.search_directions} headings x speeds {tuple(p.search_speeds)}, at the goal "
+            f"within {p.search_goal_steps} model steps by the {p.distance} distance"
+        )
+    return (
+        f"{p.planner} with {p.samples} samples x {p.iterations} iterations, horizon {steps}, "
+        f"energy {p.energy} {p.distance}"
+    )
 
 
 def run_episode(
@@ -132,11 +167,15 @@ def run_episode(
     def replan(carry):
         pos, t, done, path, mean, replans, key = carry
         key, k_plan = jax.random.split(key)
-        token_cost = agent.cost_fn(params, goal_ctx, task, pos)
-        cost_fn = lambda plans: token_cost(to_tokens(plans))
-        plan, _ = planners.optimize(
-            settings.planner, cost_fn, k_plan, mean, settings.init_std, clip_tokens
-        )
+        if isinstance(settings.planner, search.SearchSettings):
+            space = agent.search_space(params, goal_ctx, task, pos)
+            plan = search.search(settings.planner, space, horizon)["plan"]
+        else:
+            token_cost = agent.cost_fn(params, goal_ctx, task, pos)
+            cost_fn = lambda plans: token_cost(to_tokens(plans))
+            plan, _ = planners.optimize(
+                settings.planner, cost_fn, k_plan, mean, settings.init_std, clip_tokens
+            )
         actions = env_actions(env, to_tokens(plan)[:execute]).reshape(-1, 2)
         (pos, t, done, path), _ = jax.lax.scan(run_actions, (pos, t, done, path), actions)
         if settings.warm_start:  # the rest of the plan, then zeros (in whole planned actions)

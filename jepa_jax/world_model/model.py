@@ -260,6 +260,32 @@ class WorldModel:
         moved = self.mean_action(action) * self.action_chunk
         return jnp.clip(state + moved * self.env.max_norm / half, -1.0, 1.0)
 
+    def step(
+        self,
+        predictor_params: Any,
+        z: jax.Array,
+        state: jax.Array | None,
+        action: jax.Array,
+        scene_map: dict[str, jax.Array] | None = None,
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """One model step from each of N latents without history (a rollout with context 1).
+
+        Args:
+          z: [N, P, D]; state: [N, 2] (use_state) or None; action: [N, A] tokens;
+          scene_map: from `conditioning` (local_view).
+
+        Returns:
+          (next latents [N, P, D], next states [N, 2]: learned with local_view, else free-space
+           kinematics; None without use_state).
+        """
+        states = None if state is None else state[:, None]
+        pred, pred_states = self.predict(
+            predictor_params, z[:, None], action[:, None], states, scene_map
+        )
+        if pred_states is not None:
+            return pred[:, 0], pred_states[:, 0]
+        return pred[:, 0], None if state is None else self.next_state(state, action)
+
     def rollout(
         self,
         predictor_params: Any,

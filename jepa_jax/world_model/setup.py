@@ -70,6 +70,14 @@ def validate_world_model_config(config: Mapping[str, Any]) -> None:
             "'l1' or 'l2' when world_model.distance_head=0 (no distance head to plan with)",
         )
     view = wm.local_view
+    if "plan" in config and config.plan.planner == "search":
+        need(
+            int(view) > 0,
+            "world_model.local_view",
+            view,
+            "> 0 with plan.planner='search' (imagined states are merged by the position the "
+            "model predicts with its local view)",
+        )
     need(
         int(view) >= 0 and int(view) % 2 == 0,
         "world_model.local_view",
