@@ -21,8 +21,13 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 REDELIVERY_S = 0.01
 
 
-class Interrupted(Exception):
-    """A stop signal arrived outside the training steps."""
+class Interrupted(BaseException):
+    """A stop signal arrived outside the training steps.
+
+    A BaseException, as KeyboardInterrupt is: libraries guard their own work with `except
+    Exception` and carry on (JAX's persistent compilation cache turns any error while reading an
+    entry into a warning and compiles afresh; seen in CI when the signal landed there, and the
+    run went on), which must not swallow a stop."""
 
     def __init__(self, signum: int):
         super().__init__(f"stopped by signal {signum}")

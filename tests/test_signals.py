@@ -45,3 +45,14 @@ def test_other_unraisable_exceptions_still_reach_the_previous_hook(monkeypatch):
         del obj
     assert [str(e) for e in seen] == ["a broken finalizer"]
     assert sys.unraisablehook is recorder  # restored after the block
+
+
+def test_code_that_catches_every_error_does_not_swallow_the_stop():
+    # As JAX's persistent compilation cache does around reading an entry: it warns and goes on.
+    with pytest.raises(Interrupted, match="stopped by signal 15"):
+        with interruptible():
+            try:
+                signal.raise_signal(signal.SIGTERM)
+                time.sleep(10)
+            except Exception:
+                pytest.fail("the stop was caught as an ordinary error")
