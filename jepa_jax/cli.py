@@ -18,7 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compile the train step for a TPU topology: memory, FLOPs",
     ),
     "prepare": ("jepa_jax.commands.prepare", "decode a video folder once into ArrayRecord shards"),
-    "plan": ("jepa_jax.commands.plan", "plan with a trained world model in Two Rooms (CEM/MPPI)"),
+    "plan": (
+        "jepa_jax.commands.plan",
+        "plan with a trained world model in Two Rooms (CEM/MPPI/search)",
+    ),
     "eval": ("jepa_jax.commands.eval", "frozen probes (linear, attentive, kNN) of a checkpoint"),
     "export": ("jepa_jax.commands.export", "write a run's target encoder for downstream use"),
     "import": ("jepa_jax.commands.import_weights", "convert released PyTorch / HF JEPA weights"),

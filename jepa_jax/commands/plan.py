@@ -4,8 +4,10 @@
 Plans with a trained world model (from `jepa-jax train` with `config.method = "world_model"`) on
 random Two Rooms tasks (start and goal in different rooms, a random wall per episode): at every
 replan, CEM or MPPI (`config.plan.planner`) scores `plan.samples` action sequences of
-`plan.horizon` model steps by rolling them out in latent space in one vmapped call; the first
-action(s) run in the real environment, then it replans. Prints the success rate, the mean number
+`plan.horizon` model steps by rolling them out in latent space in one vmapped call, or the
+wavefront search (`plan.planner="search"`, with a distance head) expands imagined states
+breadth-first until one is next to the goal; the first action(s) run in the real environment,
+then it replans. Prints the success rate, the mean number
 of env steps to the goal (successful episodes) and the seconds per episode; `--baselines` adds the
 random-policy floor and the true-simulator ceilings on the same episodes. Results are written to
 WORKDIR/plan_results.json (or --output). Without --config the run's own config (WORKDIR/config.json,
