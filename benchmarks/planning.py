@@ -221,10 +221,8 @@ def main(argv):
     if _FAILURE_PLOT.value:  # main checked that "model" is among the agents
         search_from = None
         if p.planner == "search":
-            from jepa_jax.planning import agents as planning_agents
-
             settings = mpc.settings_from_config(p)
-            agent = planning_agents.LatentAgent(trainer.model, str(p.energy), str(p.distance))
+            agent = evaluate.planning_agent("model", config, trainer.model)
             search_from = lambda task: evaluate.first_search(settings, agent, params, task)
         plot_failures(
             trainer.model,

@@ -117,8 +117,9 @@ def _simulated_space(env: TwoRooms, chunk: int, layout: dict, pos: jax.Array, st
     """A SearchSpace over true positions [2] (the true simulator), scored by steps_to_goal."""
 
     def expand(positions, actions):
-        held = jnp.repeat(actions[:, None] * env.max_norm, chunk, axis=1)  # [N, chunk, 2]
-        return jax.vmap(lambda p, a: two_rooms.rollout(env, layout, p, a)[-1])(positions, held)
+        tokens = jnp.tile(actions, (1, chunk))[:, None]  # [N, 1 model step, A], held
+        after = lambda p, t: _frame_positions(env, chunk, layout, p, t)[0]
+        return jax.vmap(after)(positions, tokens)
 
     return SearchSpace(pos, expand, lambda positions: positions, steps_to_goal)
 

@@ -9,6 +9,7 @@ separately).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -253,13 +254,15 @@ def first_search(
     imagined states' positions "visited" [depth + 1, width, 2] (px) and "visited_mask"."""
     if not isinstance(settings.planner, search.SearchSettings):
         raise ValueError(f"first_search needs plan.planner='search'; got {settings.planner}")
+    return jax.device_get(_search_from_start(settings, agent, params, task))
 
-    def run(params, task):
-        goal = agent.goal(params, task)
-        space = agent.search_space(params, goal, task, task["start"])
-        return search.search(settings.planner, space, settings.horizon)
 
-    return jax.device_get(jax.jit(run)(params, task))
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _search_from_start(settings: mpc.MpcSettings, agent: Any, params: Any, task: dict):
+    """first_search's work, compiled once per (settings, agent), not once per episode."""
+    goal = agent.goal(params, task)
+    space = agent.search_space(params, goal, task, task["start"])
+    return search.search(settings.planner, space, settings.horizon)
 
 
 def rollout_accuracy(
@@ -415,6 +418,24 @@ AGENT_DESCRIPTIONS = {
 }
 
 
+def planning_agent(name: str, config: Any, model: Any) -> Any:
+    """The planning agent `name` (one of AGENTS but "random") of a world-model config, with its
+    energy and distance from config.plan; model: the WorldModel ("model", "simulator_latent")."""
+    from jepa_jax.planning import agents  # local: agents import the world model
+
+    plan = config.plan
+    energy, distance = str(plan.energy), str(plan.distance)
+    if name == "model":
+        return agents.LatentAgent(model, energy, distance, int(plan.context_steps))
+    if name in ("simulator", "simulator_geodesic"):
+        metric = "geodesic" if name == "simulator_geodesic" else "euclidean"
+        env = two_rooms.from_config(config.env)
+        return agents.SimulatorAgent(env, int(config.world_model.action_chunk), energy, metric)
+    if name == "simulator_latent":
+        return agents.SimulatorLatentAgent(model, energy, distance)
+    raise ValueError(f"no planning agent {name!r}; expected one of {AGENTS[:1] + AGENTS[2:]}")
+
+
 def evaluate_all(
     config: Any,
     model: Any,
@@ -435,16 +456,12 @@ def evaluate_all(
       {agent name: {"summary": summarize(...), "result": raw per-episode arrays}}; tasks under
       "tasks".
     """
-    from jepa_jax.planning import agents  # local: agents import the world model
-
     plan = config.plan
     settings = mpc.settings_from_config(plan)
     env = two_rooms.from_config(config.env)
     episodes = int(plan.episodes) if episodes is None else int(episodes)
     seed, parallel = int(plan.seed), int(plan.parallel_episodes)
     tasks = make_tasks(env, seed, episodes, float(plan.start_margin))
-    chunk = int(config.world_model.action_chunk)
-    energy, distance = str(plan.energy), str(plan.distance)
     out: dict[str, Any] = {"tasks": tasks}
     for name in agents_to_run:
         if name not in AGENTS:
@@ -457,13 +474,7 @@ def evaluate_all(
                 env, policy, tasks, seed, settings.max_steps, settings.success_radius
             )
         else:
-            if name == "model":
-                agent = agents.LatentAgent(model, energy, distance, int(plan.context_steps))
-            elif name in ("simulator", "simulator_geodesic"):
-                metric = "geodesic" if name == "simulator_geodesic" else "euclidean"
-                agent = agents.SimulatorAgent(env, chunk, energy, metric)
-            else:
-                agent = agents.SimulatorLatentAgent(model, energy, distance)
+            agent = planning_agent(name, config, model)
             agent_params = params if name in ("model", "simulator_latent") else {}
             result = evaluate_agent(settings, agent, agent_params, tasks, seed, parallel, log)
         out[name] = {"summary": summarize(result), "result": result}
