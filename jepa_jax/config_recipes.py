@@ -55,27 +55,42 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
     return out
 
 
-def vjepa_mask(count_quantile: float = 0.2) -> ml_collections.ConfigDict:
-    """V-JEPA multiblock3d: short-range (8 blocks at 0.15) and long-range (2 blocks at 0.7)."""
+def _mask_block(
+    num_blocks: int, scale: float, max_temporal_keep: float = 1.0, full_complement: bool = False
+) -> dict:
+    """One multiblock3d mask group (masking.multiblock.BlockConfig's fields) with the token
+    counts left to calibration."""
+    return dict(
+        num_blocks=num_blocks,
+        spatial_scale=(scale, scale),
+        aspect_ratio=(0.75, 1.5),
+        temporal_scale=(1.0, 1.0),
+        max_temporal_keep=max_temporal_keep,
+        full_complement=full_complement,
+        num_context=config_dict.placeholder(int),
+        num_target=config_dict.placeholder(int),
+    )
 
-    def block(num_blocks: int, scale: float) -> dict:
-        return dict(
-            num_blocks=num_blocks,
-            spatial_scale=(scale, scale),
-            aspect_ratio=(0.75, 1.5),
-            temporal_scale=(1.0, 1.0),
-            max_temporal_keep=1.0,
-            full_complement=False,
-            num_context=config_dict.placeholder(int),
-            num_target=config_dict.placeholder(int),
-        )
 
+def vjepa_mask(count_quantile: float = 0.2, future: bool = False) -> ml_collections.ConfigDict:
+    """V-JEPA multiblock3d: short-range (8 blocks at 0.15) and long-range (2 blocks at 0.7).
+
+    future=True puts a "predict the future" group in place of the long-range blocks: its context
+    is the first half of the clip's time steps less one block at 0.15 (all time steps), its
+    target every other token (that block and the whole second half; V-JEPA 2's full_complement
+    with max_temporal_keep 0.5). To predict where things will be, the context tokens must carry
+    how they move, which a ViT's tokens otherwise need not (the predictor can compare them)."""
+    groups = dict(short_range=_mask_block(8, 0.15))
+    if future:
+        groups["future"] = _mask_block(1, 0.15, max_temporal_keep=0.5, full_complement=True)
+    else:
+        groups["long_range"] = _mask_block(2, 0.7)
     return ml_collections.ConfigDict(
         dict(
             kind="multiblock3d",
             count_quantile=count_quantile,
             context_scale=(0.85, 1.0),  # unused by 3D masks; kept so every config has the key
-            blocks=dict(short_range=block(8, 0.15), long_range=block(2, 0.7)),
+            blocks=groups,
         )
     )
 

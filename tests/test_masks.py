@@ -36,6 +36,27 @@ def test_video_masks_fixed_counts_disjoint_in_bounds(video_sampler):
             assert not np.intersect1d(ctx, tgt).size  # V-JEPA: target = union of blocks, ctx = rest
 
 
+def test_future_mask_context_in_first_half_target_holds_the_future():
+    # The default job's mask: the future group's context lies in the first half of the time
+    # steps; its target is drawn from everything else, so every second-half token is reachable
+    # and most of the target lies there.
+    sampler = build_mask_sampler(config_recipes.vjepa_mask(future=True), VIDEO_GRID)
+    assert [s.name for s in sampler.specs] == ["future", "short_range"]
+    spec = sampler.specs[0]
+    assert spec.blocks.full_complement and spec.blocks.max_temporal_keep == 0.5
+    per_frame = VIDEO_GRID[1] * VIDEO_GRID[2]
+    half = VIDEO_GRID[0] // 2 * per_frame  # first flat index of the second half
+    hits = np.zeros(int(np.prod(VIDEO_GRID)))
+    for i in range(100):
+        future, _ = sampler.sample_for_index(seed=2, index=i)
+        ctx, tgt = future["context"], future["target"][0]
+        assert ctx.max() < half
+        assert not np.intersect1d(ctx, tgt).size
+        assert np.mean(tgt >= half) > 0.7
+        np.add.at(hits, tgt, 1)
+    assert hits[half:].min() > 0
+
+
 def test_image_masks_fixed_counts_disjoint_per_block(image_sampler):
     n = int(np.prod(IMAGE_GRID))
     (spec,) = image_sampler.specs
