@@ -43,15 +43,16 @@ def test_every_config_loads_and_builds(path):
         assert len(trainer.sampler.specs) >= 1
 
 
-def test_default_future_variant_differs_only_in_its_masks():
+def test_default_masks_predict_the_future_and_vjepa_masks_differ_only_there():
     path = os.path.join(REPO, "configs", "default.py")
-    default, future = load_config(path), load_config(path, "future")
-    trainer = build_trainer(future)
+    default, vjepa = load_config(path), load_config(path, "vjepa_masks")
+    trainer = build_trainer(default)
     assert [s.name for s in trainer.sampler.specs] == ["future", "short_range"]
     future_spec = trainer.sampler.specs[0].blocks
     assert future_spec.full_complement and future_spec.max_temporal_keep == 0.5
-    del default["mask"], future["mask"]
-    assert default.to_dict() == future.to_dict()
+    assert sorted(vjepa.mask.blocks) == ["long_range", "short_range"]
+    del default["mask"], vjepa["mask"]
+    assert default.to_dict() == vjepa.to_dict()
 
 
 def test_each_method_carries_its_own_sections_only():
