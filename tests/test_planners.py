@@ -426,3 +426,12 @@ def test_planning_benchmark_maps_the_failed_episodes(tmp_path):
     # The seconds-long model fails both episodes: both are drawn.
     assert f"wrote {png} (2 episodes: 0, 1)" in ok.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_planning_agent_builds_each_planner_and_names_the_choices_otherwise():
+    config = config_lib.base_config("world_model")
+    assert isinstance(evaluate.planning_agent("simulator", config, None), agents.SimulatorAgent)
+    expected = "'model', 'simulator', 'simulator_geodesic', 'simulator_latent'"
+    for bad in ("random", "oracle"):
+        with pytest.raises(ValueError, match=f"no planning agent '{bad}'; .*{re.escape(expected)}"):
+            evaluate.planning_agent(bad, config, None)

@@ -433,7 +433,8 @@ def planning_agent(name: str, config: Any, model: Any) -> Any:
         return agents.SimulatorAgent(env, int(config.world_model.action_chunk), energy, metric)
     if name == "simulator_latent":
         return agents.SimulatorLatentAgent(model, energy, distance)
-    raise ValueError(f"no planning agent {name!r}; expected one of {AGENTS[:1] + AGENTS[2:]}")
+    planners = [a for a in AGENTS if a != "random"]  # the random policy plans nothing
+    raise ValueError(f"no planning agent {name!r}; expected one of {planners}")
 
 
 def evaluate_all(
