@@ -2,8 +2,9 @@
 
 Times the jitted, sharded train step of any training config on real batches from its grain
 pipeline (generated before timing, so data loading is excluded), and this machine's dense
-fp32 matmul rate for reference. The machine is shared and noisy, so steps run in rounds and
-both the median and the best step time are reported; the headline uses the median.
+matmul rate in the step's compute dtype for reference. The machine is shared and noisy, so
+steps run in rounds and both the median and the best step time are reported; the headline uses
+the median.
 
   python benchmarks/train_step.py                         # configs/benchmark_vjepa_tiny.py
   python benchmarks/train_step.py --config=configs/default.py --steps=30
@@ -44,7 +45,9 @@ define_config_flag("Training config.", os.path.join(REPO, "configs", "benchmark_
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after the compiling one.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "The timed steps are split into this many rounds.")
-_MATMUL = flags.DEFINE_integer("matmul_size", 2048, "Side of the square fp32 reference matmul.")
+_MATMUL = flags.DEFINE_integer(
+    "matmul_size", 2048, "Side of the square reference matmul (in config.model.dtype)."
+)
 
 
 def main(argv):
@@ -93,16 +96,19 @@ def main(argv):
     median, best = float(np.median(times)), float(np.min(times))
     per_s = config.batch_size / median
     gflops = flops / median / 1e9
-    mm = measured_matmul_tflops("float32", _MATMUL.value, repeats=10) * 1e3
+    dtype = str(config.model.dtype)
+    mm = measured_matmul_tflops(dtype, _MATMUL.value, repeats=10) * 1e3
     print(
         f"step: median {median:.3f} s, best {best:.3f} s, p90 {np.percentile(times, 90):.3f} s "
         f"over {len(times)} steps"
     )
     print(f"throughput: {per_s:.2f} {unit}/s (best {config.batch_size / best:.2f})")
     print(f"XLA cost analysis: {flops / 1e9:.1f} GFLOP/step -> {gflops:.1f} GFLOP/s achieved")
-    print(f"fp32 matmul {_MATMUL.value}^3: {mm:.1f} GFLOP/s; achieved / matmul = {gflops / mm:.3f}")
+    print(
+        f"{dtype} matmul {_MATMUL.value}^3: {mm:.1f} GFLOP/s; achieved / matmul = {gflops / mm:.3f}"
+    )
     model_tflops = jepa_step_flops(trainer) / median / jax.device_count() / 1e12
-    peak, peak_source = peak_tflops_per_device(jax.devices()[0], str(config.model.dtype))
+    peak, peak_source = peak_tflops_per_device(jax.devices()[0], dtype)
     print(
         f"model: {jepa_step_flops(trainer) / 1e9:.1f} GFLOP/step -> {model_tflops:.3f} TFLOP/s "
         f"per device; MFU {model_tflops / peak:.1%} of {peak:.1f} TFLOP/s ({peak_source})"

@@ -92,8 +92,8 @@ def base_config(method: str = "jepa") -> ml_collections.ConfigDict:
     c.model.gelu_approximate = False  # the reference uses exact (erf) GELU
     c.model.scan_layers = False
     c.model.remat_policy = "none"
-    # auto: jax.nn.dot_product_attention on GPU (fused cuDNN kernel), einsum elsewhere (faster
-    # than dot_product_attention's generic XLA path on CPU).
+    # auto: cuDNN's fused attention on GPU where jax accepts it (bf16/fp16), else XLA's; einsum
+    # elsewhere (faster than dot_product_attention's generic XLA path on CPU). models/layers.py.
     c.model.attention_impl = "auto"
 
     c.optim = ml_collections.ConfigDict(

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import linen as nn
 from flax import traverse_util
 from jax.ad_checkpoint import checkpoint_name
@@ -100,7 +101,12 @@ class Mlp(nn.Module):
         return dense(width, ("mlp", "embed"), self.dtype, "fc2")(h)
 
 
-ATTENTION_IMPLEMENTATIONS = ("auto", "dot_product_attention", "einsum")
+ATTENTION_IMPLEMENTATIONS = ("auto", "cudnn", "dot_product_attention", "einsum")
+
+# Why a fallback: cuDNN's fused kernel needs a GPU, cuDNN >= 8.9, bf16/fp16 operands and a head
+# dim it supports, and jax checks all of that while tracing; "auto" asks for it and, where jax
+# refuses, uses XLA's attention instead, saying once why (an fp32 model on GPU, say).
+_CUDNN_REFUSALS: set[str] = set()
 
 
 def attention(
@@ -108,14 +114,24 @@ def attention(
 ) -> jax.Array:
     """Softmax attention. q, k, v: [B, N, H, Dh]; mask: bool broadcastable to [B, H, Nq, Nk].
 
-    "dot_product_attention" is `jax.nn.dot_product_attention`, which uses a fused kernel where
-    the backend has one (cuDNN flash attention on GPU). "einsum" is plain XLA with the 1/sqrt(Dh)
-    scale folded into q (a [B,N,D] multiply instead of a [B,H,N,N] one); on CPU it avoids the
-    [B,H,N,N] broadcasts and copies of the generic XLA path and trains ~20% faster. "auto" picks
-    the first on GPU and the second elsewhere (TPU lowers both to the same XLA).
+    "cudnn" is cuDNN's fused (flash) attention through `jax.nn.dot_product_attention`: GPU only,
+    bf16/fp16 only; an error where unavailable. "dot_product_attention" is the same function's
+    default, XLA's attention (jax selects no fused kernel unless asked). "einsum" is plain XLA
+    with the 1/sqrt(Dh) scale folded into q (a [B,N,D] multiply instead of a [B,H,N,N] one); on
+    CPU it avoids the [B,H,N,N] broadcasts and copies of the generic XLA path and trains ~20%
+    faster. "auto" is "cudnn" on GPU where jax accepts it (else "dot_product_attention", with
+    one log line saying why) and "einsum" elsewhere (TPU lowers both XLA paths alike).
     """
     if implementation == "auto":
-        implementation = "dot_product_attention" if jax.default_backend() == "gpu" else "einsum"
+        if jax.default_backend() != "gpu":
+            return attention(q, k, v, mask, "einsum")
+        try:
+            return attention(q, k, v, mask, "cudnn")
+        except (RuntimeError, ValueError, NotImplementedError) as refusal:
+            _note_cudnn_refusal(refusal, q.dtype, q.shape[-1])
+            return attention(q, k, v, mask, "dot_product_attention")
+    if implementation == "cudnn":
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
     if implementation == "dot_product_attention":
         return jax.nn.dot_product_attention(q, k, v, mask=mask)
     if implementation != "einsum":
@@ -125,6 +141,20 @@ def attention(
         )
     q = q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
     return _einsum_attention(q, k, v, mask)
+
+
+def _note_cudnn_refusal(refusal: Exception, dtype, head_dim: int) -> None:
+    """Logs, once per distinct reason, why "auto" attention runs XLA's instead of cuDNN's."""
+    reason = f"{type(refusal).__name__}: {str(refusal).splitlines()[0] if str(refusal) else ''}"
+    if reason not in _CUDNN_REFUSALS:
+        _CUDNN_REFUSALS.add(reason)
+        logging.warning(
+            "attention: cuDNN's fused kernel refused %s operands with head dim %d (%s); using "
+            "XLA's attention",
+            jnp.dtype(dtype).name,
+            head_dim,
+            reason,
+        )
 
 
 def _attention_forward(q, k, v, mask):
@@ -187,8 +217,7 @@ class Projection(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (bias on, as the reference).
 
-    `jax.nn.dot_product_attention` picks a fused kernel where the backend has one (cuDNN flash
-    attention on GPU); elsewhere it lowers to XLA.
+    `implementation` is `attention`'s: by default cuDNN's fused kernel on GPU (bf16), else XLA.
 
     Weight layout (for converters): qkv kernel [embed, 3, heads, head_dim] is torch's
     qkv.weight.T reshaped; proj kernel [heads, head_dim, embed] is torch's proj.weight.T reshaped.
