@@ -53,7 +53,11 @@ def get_config(arg=None):
     c.optim.warmup_steps = 40
     c.ema = (0.996, 1.0)  # unused without an EMA target; kept for --config.target.ema=True
     c.target.ema = False
-    c.regularizer.type = "sigreg"  # weight 0.05, 256 slices (config_lib.base_config)
+    # Weight 0.05, 256 slices (config_lib.base_config). At token level SIGReg (a sum over its
+    # ~1,500 samples) dominates: its encoder gradient is ~500x the prediction's at step 350, and
+    # weights 0.05-5 train the same encoder; 0.0005 and below are worse (README, "What trains
+    # the encoder"; benchmarks/loss_balance.py).
+    c.regularizer.type = "sigreg"
     # SIGReg's samples weighted by how much each token's pixels stand out from its clip: with
     # uniform weights the mostly-background tokens fill the regularized distribution and the
     # objects lose their salience (README, "What the default job learns"). Measured 2026-12-02

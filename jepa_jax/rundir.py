@@ -103,10 +103,17 @@ def _with_new_keys(saved: dict) -> dict:
     if method not in config_lib.METHODS:
         return saved
 
-    def merge(default: Any, value: Any) -> Any:
+    def merge(default: Any, value: Any, named: bool = False) -> Any:
+        """`named`: the mapping's keys are names the run chose (mask groups under `blocks`), not
+        settings, so the base config's own names are not added (a run with groups "future" and
+        "short_range" must not gain the default's "long_range")."""
         if isinstance(default, Mapping) and isinstance(value, Mapping):
-            merged = {k: merge(default[k], v) if k in default else v for k, v in value.items()}
-            merged.update({k: v for k, v in default.items() if k not in value})
+            merged = {
+                k: merge(default[k], v, k == "blocks") if k in default else v
+                for k, v in value.items()
+            }
+            if not named:
+                merged.update({k: v for k, v in default.items() if k not in value})
             return merged
         return value
 

@@ -55,6 +55,27 @@ def test_default_masks_predict_the_future_and_vjepa_masks_differ_only_there():
     assert default.to_dict() == vjepa.to_dict()
 
 
+def test_a_saved_run_config_keeps_its_own_mask_groups_and_gains_new_settings(tmp_path):
+    """read_config fills settings added since a run started, but a mask group is a name the run
+    chose: the default job's groups ("future", "short_range") must not gain the base config's
+    "long_range" (which made a restored predictor expect 3 mask tokens where it has 2)."""
+    from jepa_jax import rundir
+
+    saved = json.loads(json.dumps(load_config("configs/default.py").to_dict(), default=list))
+    del saved["mask"]["blocks"]["short_range"]["max_temporal_keep"]  # as an older run's
+    del saved["probe"]["linear"]["last_k_blocks"]
+    (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps(saved))
+    config = rundir.read_config(str(tmp_path))
+    assert sorted(config.mask.blocks) == ["future", "short_range"]
+    assert config.mask.blocks.future.max_temporal_keep == 0.5
+    assert config.mask.blocks.short_range.max_temporal_keep == 1.0  # filled at its default
+    assert config.probe.linear.last_k_blocks == 1  # a new setting at its default
+    assert (
+        build_trainer(config).sampler.describe()
+        == build_trainer(load_config("configs/default.py")).sampler.describe()
+    )
+
+
 def test_each_method_carries_its_own_sections_only():
     jepa = config_lib.base_config()
     wm = config_lib.base_config("world_model")
