@@ -6,7 +6,7 @@ linear-probes the frozen encoder against a random-init one and raw pixels.
 
   jepa-jax train --config=configs/default.py --workdir=workdirs/default
   jepa-jax train --config=configs/default.py:long --workdir=workdirs/long    # the same recipe
-      # 7x longer (2450 steps, peak lr scaled by sqrt(350/2450), about 35 minutes on 2 cores),
+      # 7x longer (2450 steps, peak lr scaled by sqrt(350/2450), 35-40 minutes on 2 cores),
       # a checkpoint every 350 steps
   jepa-jax train --config=configs/default.py:vjepa_masks --workdir=workdirs/vjepa_masks
       # V-JEPA's two mask groups (short- and long-range blocks) instead of the default's
@@ -92,8 +92,10 @@ def get_config(arg=None):
         # Peak and start lr scaled by sqrt(350 / total_steps): at 1e-3 for 7x as long the run
         # spends ~800 steps above 8e-4, where it destabilises (measured 2026-12-03: from step
         # ~400 the SIGReg term grows 1.2 -> 6 and the effective rank falls 52 -> 18 by step 875).
-        # Scaled, it ends at rank 74 and linear shape / direction / start cell .647 / .527 /
-        # .660 (the 350-step job .650 / .405 / .535).
+        # Scaled, with both V-JEPA groups it ended at rank 74 and linear shape / direction /
+        # start cell .647 / .527 / .660 (its 350-step job .650 / .405 / .535); with the future
+        # mask (measured 2026-12-04) rank 82.5 and .702 / .667 / .678 (350 steps: .652 / .555
+        # / .665).
         scale = (350 / c.total_steps) ** 0.5
         c.optim.lr *= scale
         c.optim.start_lr *= scale
