@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark suite, about 8 minutes on one NVIDIA GPU (run it whenever one is lent):
+# The GPU benchmark suite, 6.5 minutes on one H200 (run it whenever a GPU is lent):
 #   1. attention side by side at the ViT-L/16 shapes: cuDNN's fused kernel, XLA's, our einsum
 #      (benchmarks/attention.py: forward + backward ms and error against fp32);
 #   2. the ViT-L/16 V-JEPA train step (16 x 224 x 224 clips, predictor 384 x 12) at bf16 with
