@@ -24,7 +24,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from jepa_jax.commands.common import define_config_flag, loaded_config, start_command  # noqa: E402
@@ -41,7 +40,7 @@ def main(argv):
     from jepa_jax.checkpoint import Checkpointer
     from jepa_jax.errors import ConfigError
     from jepa_jax.sharding import make_global_batch
-    from jepa_jax.train.loss_balance import TERMS, loss_term_gradient_norms
+    from jepa_jax.train.loss_balance import loss_term_gradient_norms
     from jepa_jax.train.setup import build_trainer
 
     if (_RUN.value is None) == (flags.FLAGS.config is None):
@@ -59,7 +58,6 @@ def main(argv):
     except ConfigError as e:
         sys.exit(str(e))
     it = iter(trainer.train_dataset())
-    rows: dict[str, list[dict]] = {}
     with jax.set_mesh(trainer.mesh):
         if _RUN.value is not None:
             ckpt = Checkpointer(workdir, every=1, keep=1_000_000, async_save=False)
@@ -67,20 +65,15 @@ def main(argv):
             ckpt.close()
         else:
             state, _ = trainer.create_state()
-        for i in range(_BATCHES.value):
-            batch = make_global_batch(next(it), trainer.mesh)
-            norms = loss_term_gradient_norms(
-                trainer.objective, state["params"], state["target_params"], batch, step + i
-            )
-            for term, values in norms.items():
-                rows.setdefault(term, []).append(values)
-    mean = {t: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for t, rs in rows.items()}
+        batches = [make_global_batch(next(it), trainer.mesh) for _ in range(_BATCHES.value)]
+        mean = loss_term_gradient_norms(
+            trainer.objective, state["params"], state["target_params"], batches, step
+        )
     print(f"loss terms at {where} ({_BATCHES.value} batches of {config.batch_size}):")
     print(f"  {'term':<12} {'loss':>9} {'|grad| encoder':>15} {'|grad| predictor':>17}")
-    for term in (*[t for t in TERMS if t in mean], "total"):
-        m = mean[term]
+    for term, m in mean.items():
         print(f"  {term:<12} {m['loss']:9.4f} {m['encoder']:15.4g} {m['predictor']:17.4g}")
-    last = [f"{t}_encoder_grad={mean[t]['encoder']:.6g}" for t in TERMS if t in mean]
+    last = [f"{t}_encoder_grad={m['encoder']:.6g}" for t, m in mean.items() if t != "total"]
     if "regularizer" in mean:
         ratio = mean["regularizer"]["encoder"] / max(mean["prediction"]["encoder"], 1e-30)
         print(f"the regularizer's encoder gradient is {ratio:.3g}x the prediction term's")

@@ -61,7 +61,8 @@ def test_a_saved_run_config_keeps_its_own_mask_groups_and_gains_new_settings(tmp
     "long_range" (which made a restored predictor expect 3 mask tokens where it has 2)."""
     from jepa_jax import rundir
 
-    saved = json.loads(json.dumps(load_config("configs/default.py").to_dict(), default=list))
+    default_config = os.path.join(REPO, "configs", "default.py")
+    saved = json.loads(json.dumps(load_config(default_config).to_dict(), default=list))
     del saved["mask"]["blocks"]["short_range"]["max_temporal_keep"]  # as an older run's
     del saved["probe"]["linear"]["last_k_blocks"]
     (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps(saved))
@@ -72,7 +73,7 @@ def test_a_saved_run_config_keeps_its_own_mask_groups_and_gains_new_settings(tmp
     assert config.probe.linear.last_k_blocks == 1  # a new setting at its default
     assert (
         build_trainer(config).sampler.describe()
-        == build_trainer(load_config("configs/default.py")).sampler.describe()
+        == build_trainer(load_config(default_config)).sampler.describe()
     )
 
 

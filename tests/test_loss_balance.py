@@ -21,7 +21,7 @@ def _norms(config):
         batch = make_global_batch(next(iter(trainer.train_dataset())), trainer.mesh)
         state, _ = trainer.create_state()
         return loss_term_gradient_norms(
-            trainer.objective, state["params"], state["target_params"], batch, 3
+            trainer.objective, state["params"], state["target_params"], [batch], 3
         )
 
 

@@ -2,7 +2,7 @@
 
 A JEPA loss with a collapse regularizer is a sum: prediction (+ dense context loss) +
 regularizer. Adam rescales the sum's gradient per parameter, so what matters is each term's
-share of it, not its value. This module takes each term's own gradient on one batch.
+share of it, not its value. This module takes each term's own gradient, over a few batches.
 
 Measured on the default job (README, "What the default job learns"): the regularizer's gradient
 on the encoder is ~500x the prediction term's over the whole run, so that recipe's encoder is
@@ -12,30 +12,38 @@ trained by SIGReg on the context tokens, and its predictor's depth or the SIGReg
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 TERMS = ("prediction", "dense", "regularizer")
 
 
 def loss_term_gradient_norms(
-    objective: Any, params: dict, target_params: dict, batch: dict, step: int = 0
+    objective: Any,
+    params: dict,
+    target_params: dict,
+    batches: Sequence[dict],
+    first_step: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Per term of `objective` (a train.objective.JepaObjective), its value and the L2 norms of
-    its gradient on the encoder and predictor params, for one batch.
+    its gradient on the encoder and predictor params, each the mean over `batches`.
 
-    One forward pass and one backward pass per term (`jax.jacrev` of the terms): each term's
-    gradient is its own, not a difference of sums.
+    The terms are the objective's own split of its loss (aux["terms"]); each gradient is the
+    term's own (`jax.jacrev` over the terms), not a difference of sums. Compiled once for all
+    batches.
 
     Args:
       objective: the trainer's JepaObjective.
       params: {"encoder", "predictor"} as in the train state.
       target_params: {"encoder"} as in the train state.
-      batch: one global batch as the train step takes it.
-      step: the step the regularizer's random directions (and the dense loss's ramp) are for.
+      batches: global batches as the train step takes them (at least one).
+      first_step: the step of the first batch (the regularizer's random directions and the
+        dense loss's ramp follow the step); batch i is taken at first_step + i.
 
     Returns:
       {term: {"loss", "encoder", "predictor"}} for the terms the objective has, in TERMS order
@@ -44,58 +52,29 @@ def loss_term_gradient_norms(
       objective's loss and gradient). Python floats.
     """
 
-    def terms_and_loss(p):
-        loss, aux = objective(p, target_params, batch, step)
-        return objective_terms(aux["metrics"], loss, objective.image_loss_share), loss
-
-    present = jax.eval_shape(lambda p: terms_and_loss(p)[0], params)
-    names = [t for t in TERMS if t in present]
-
     @jax.jit
-    def evaluate(p):
-        def stacked(q):
-            terms, loss = terms_and_loss(q)
-            return jnp.stack([terms[n] for n in names] + [loss])
+    def values_and_norms(p, batch, step):
+        def terms(q):
+            loss, aux = objective(q, target_params, batch, step)
+            values = {**aux["terms"], "total": loss}
+            return values, values
 
-        return stacked(p), jax.jacrev(stacked)(p)
-
-    values, jacobian = evaluate(params)
-    out = {}
-    for i, name in enumerate([*names, "total"]):
-        grads = jax.tree.map(lambda g, i=i: g[i], jacobian)
-        out[name] = {
-            "loss": float(values[i]),
-            "encoder": float(optax.tree.norm(grads["encoder"])),
-            "predictor": float(optax.tree.norm(grads["predictor"])),
+        grads, values = jax.jacrev(terms, has_aux=True)(p)
+        return {
+            name: {
+                "loss": values[name],
+                "encoder": optax.tree.norm(g["encoder"]),
+                "predictor": optax.tree.norm(g["predictor"]),
+            }
+            for name, g in grads.items()
         }
-    return out
 
-
-def objective_terms(metrics: dict, loss: jax.Array, image_loss_share: float = 0.0) -> dict:
-    """{term: scalar} from the objective's aux metrics, in TERMS order, summing to `loss`."""
-    if "loss_image" not in metrics:
-        return _stream_terms(metrics, "", loss)
-    video = _stream_terms(metrics, "", metrics["loss_video"])
-    image = _stream_terms(metrics, "image_", metrics["loss_image"])
-    share = image_loss_share
-    return {t: (1.0 - share) * video[t] + share * image[t] for t in video}
-
-
-def _stream_terms(metrics: dict, prefix: str, stream_loss: jax.Array) -> dict:
-    """One stream's terms (its metrics under `prefix`; `stream_loss` their sum)."""
-
-    def get(key):
-        return metrics[prefix + key]
-
-    if prefix + "loss_context" in metrics:  # the dense loss: masked + weight x context
-        terms = {
-            "prediction": get("loss_masked"),
-            "dense": get("context_weight") * get("loss_context"),
-        }
-    elif prefix + "loss_prediction" in metrics:  # a regularizer's split of the loss
-        terms = {"prediction": get("loss_prediction")}
-    else:
-        terms = {"prediction": stream_loss}
-    if prefix + "loss_regularizer" in metrics:
-        terms["regularizer"] = get("loss_regularizer")
-    return terms
+    rows = [
+        values_and_norms(params, batch, jnp.int32(first_step + i))
+        for i, batch in enumerate(batches)
+    ]
+    names = [t for t in (*TERMS, "total") if t in rows[0]]
+    return {
+        name: {k: float(np.mean([row[name][k] for row in rows])) for k in rows[0][name]}
+        for name in names
+    }

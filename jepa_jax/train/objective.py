@@ -154,10 +154,11 @@ class JepaObjective:
 
         Returns:
           (scalar loss, aux) with aux["loss_per_mask"] [M] (the image stream's masks after the
-          video ones), aux["target_features"] [B, N, D] (the last level, of the main stream)
-          and aux["metrics"] (scalars for logging: the regularizer's and dense loss's terms;
+          video ones), aux["target_features"] [B, N, D] (the last level, of the main stream),
+          aux["metrics"] (scalars for logging: the regularizer's and dense loss's terms;
           with an image stream also each stream's loss and the image stream's terms prefixed
-          "image_").
+          "image_") and aux["terms"]: the loss split into its summands, "prediction" and, where
+          the objective has them, "dense" (weighted) and "regularizer" (train/loss_balance.py).
         """
         loss, aux = self.stream_loss(params, target_params, batch, step)
         if "image" not in batch:
@@ -167,10 +168,14 @@ class JepaObjective:
         share = self.image_loss_share
         metrics = {**aux["metrics"], **{f"image_{k}": v for k, v in image_aux["metrics"].items()}}
         metrics.update(loss_video=loss, loss_image=image_loss)
+        terms = {
+            t: (1.0 - share) * v + share * image_aux["terms"][t] for t, v in aux["terms"].items()
+        }
         aux = {
             "loss_per_mask": jnp.concatenate([aux["loss_per_mask"], image_aux["loss_per_mask"]]),
             "target_features": aux["target_features"],
             "metrics": metrics,
+            "terms": terms,
         }
         return (1.0 - share) * loss + share * image_loss, aux
 
@@ -234,27 +239,35 @@ class JepaObjective:
         loss_per_mask = jnp.stack(losses)
         loss = loss_per_mask.mean()
         metrics = {}
+        terms = {"prediction": loss}
         if dense:
             lam = context_loss_weight(self.context_weight, self.context_ramp, step)
             metrics["loss_masked"] = loss
             metrics["loss_context"] = jnp.stack(context_losses).mean()
             metrics["context_weight"] = lam
-            loss = loss + lam * metrics["loss_context"]
+            terms["dense"] = lam * metrics["loss_context"]
+            loss = loss + terms["dense"]
         if self.regularizer is not None:
             key = jax.random.fold_in(jax.random.key(self.regularizer_seed), step)
-            terms = []
+            values = []
             for mask_id, z in enumerate(contexts):
                 weights = context_weights[mask_id].reshape(-1) if context_weights else None
                 value, parts = self.regularizer(
                     z.reshape(-1, z.shape[-1]), jax.random.fold_in(key, mask_id), weights
                 )
-                terms.append(value)
+                values.append(value)
                 for name, v in parts.items():
                     metrics[name] = metrics.get(name, 0.0) + v / len(contexts)
             metrics["loss_prediction"] = loss
-            metrics["loss_regularizer"] = sum(terms) / len(terms)
+            metrics["loss_regularizer"] = sum(values) / len(values)
+            terms["regularizer"] = metrics["loss_regularizer"]
             loss = loss + metrics["loss_regularizer"]
         # Monitors read the features probes and exports use: the last level.
         features = h[..., -(h.shape[-1] // self.levels) :]
-        aux = {"loss_per_mask": loss_per_mask, "target_features": features, "metrics": metrics}
+        aux = {
+            "loss_per_mask": loss_per_mask,
+            "target_features": features,
+            "metrics": metrics,
+            "terms": terms,
+        }
         return loss, aux
