@@ -12,6 +12,20 @@ def cli(*args, env=None, check=False, **kwargs):
     """`python -m jepa_jax ARGS` in a subprocess (text output captured). `env` entries are added
     to this process's environment (a value of None removes the variable). With `check`, a
     non-zero exit raises with the output."""
+    return _python(["-m", "jepa_jax", *args], env, check, **kwargs)
+
+
+def benchmark(script, *args, env=None, check=False, **kwargs):
+    """`python benchmarks/SCRIPT ARGS` in a subprocess, as `cli`."""
+    return _python([os.path.join(REPO, "benchmarks", script), *args], env, check, **kwargs)
+
+
+def last_line_fields(stdout):
+    """{key: value} of the `key=value ...` last line the benchmark scripts print."""
+    return dict(kv.split("=", 1) for kv in stdout.strip().splitlines()[-1].split())
+
+
+def _python(argv, env, check, **kwargs):
     full_env = dict(os.environ)
     for key, value in (env or {}).items():
         if value is None:
@@ -19,7 +33,7 @@ def cli(*args, env=None, check=False, **kwargs):
         else:
             full_env[key] = value
     proc = subprocess.run(
-        [sys.executable, "-m", "jepa_jax", *args],
+        [sys.executable, *argv],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import jax
 import pytest
 from conftest import REPO, tiny_video_config
+from helpers import benchmark, last_line_fields
 
 from jepa_jax.sharding import make_global_batch
 from jepa_jax.train.loss_balance import loss_term_gradient_norms
@@ -70,31 +69,17 @@ def test_joint_image_and_video_terms_are_the_streams_weighted_sums():
 
 
 def test_benchmark_reports_the_terms_of_a_config_and_rejects_two_sources(tmp_path):
-    script = os.path.join(REPO, "benchmarks", "loss_balance.py")
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
+    env = {"JAX_NUM_CPU_DEVICES": "1"}
     config = os.path.join(REPO, "configs", "default.py:runlocal")
-    out = subprocess.run(
-        [sys.executable, script, f"--config={config}", "--batches=1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    out = benchmark("loss_balance.py", f"--config={config}", "--batches=1", env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    last = out.stdout.strip().splitlines()[-1]
-    fields = dict(kv.split("=") for kv in last.split())
+    fields = last_line_fields(out.stdout)
     assert set(fields) == {
         "prediction_encoder_grad",
         "regularizer_encoder_grad",
         "regularizer_over_prediction",
     }
     assert float(fields["regularizer_over_prediction"]) > 0
-    both = subprocess.run(
-        [sys.executable, script, f"--config={config}", f"--run={tmp_path}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    both = benchmark("loss_balance.py", f"--config={config}", f"--run={tmp_path}", env=env)
     assert both.returncode != 0
     assert "exactly one of --config" in both.stderr.strip().splitlines()[-1]

@@ -1,0 +1,213 @@
+"""Where a train step's time goes: a profile of the jitted step split by model part and op kind.
+
+Traces `--steps` steps of a training config's compiled train step with `jax.profiler`, maps
+every traced XLA op back to the jax code that produced it (the compiled HLO's `op_name`
+metadata) and prints milliseconds per step in a table:
+
+  rows     model part and pass, read from the op's jax path: "Predictor forward" (under
+           jvp(Predictor)), "VisionTransformer backward" (under transpose(jvp(...))), a module
+           called outside any jvp (the EMA target's forward pass: "VisionTransformer no-grad
+           forward"), and "rest" (loss, regularizer, optimizer, EMA update)
+  columns  "matmul" (dots and the fusions built around them), "attention matmul" (the ones
+           of the attention kernel: q.k and probs.v, forward and backward), "layout" (copies and
+           transposes), "other" (elementwise work, reductions, gathers)
+
+and, below it, the step's wall time against the ops' summed time: on a CPU the ops of one
+step run on several threads, so `busy` = summed op time / (wall time x threads) says how much of
+the machine the step keeps busy. Use it before optimising (issue "Speed where users feel it").
+
+  python benchmarks/step_profile.py                      # configs/benchmark_vjepa_tiny.py
+  python benchmarks/step_profile.py --config=configs/default.py --steps=3
+
+Last line: wall_ms=... op_ms=... matmul_share=... attention_share=... layout_share=...
+other_share=... busy=...
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from jepa_jax.commands.common import define_config_flag, loaded_config, start_command  # noqa: E402
+from jepa_jax.sharding import make_global_batch  # noqa: E402
+from jepa_jax.train.setup import build_trainer  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+define_config_flag("Training config.", os.path.join(REPO, "configs", "benchmark_vjepa_tiny.py"))
+_STEPS = flags.DEFINE_integer("steps", 5, "Traced steps (after a compile and two warm-up steps).")
+_THREADS = flags.DEFINE_integer(
+    "threads", 0, "Threads the ops share, for `busy` (0: os.cpu_count() on CPU, else 1)."
+)
+
+KINDS = ("matmul", "attention matmul", "layout", "other")
+REST = "rest"
+
+# `%name = type opcode(...)`, then `calls=%computation` and the op_name metadata if present.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*\S.*?\s([\w\-]+)\(")
+_CALLS = re.compile(r"calls=%?([\w.\-]+)")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_COMPUTATION = re.compile(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s*\(.*\)\s*->.*\{\s*$")
+_MATMUL_OPCODES = {"dot", "convolution"}
+# Library calls that are matmuls or fused attention (cuBLAS, cuDNN, oneDNN, XNNPACK).
+_MATMUL_CUSTOM_CALL = re.compile(r"gemm|cublas|cudnn|onednn|matmul|xnn|ynn", re.IGNORECASE)
+# Our attention kernels' einsums (models/layers.py): q.k -> bhqk and the products with it.
+_ATTENTION = re.compile(r"bhqk|bqhd,bkhd")
+
+
+def _module_pass(op_name: str) -> str:
+    """The model part and pass of an op from its jax path, e.g.
+    "jit(step_fn)/transpose(jvp(Predictor))/..." -> "Predictor backward"."""
+    m = re.search(r"(transpose\()?jvp\(([A-Z]\w*)\)", op_name)
+    if m:
+        return f"{m.group(2)} {'backward' if m.group(1) else 'forward'}"
+    # A module applied outside any differentiation (the EMA target's forward pass).
+    m = re.search(r"(?:^|/)([A-Z]\w*)/", op_name)
+    if m:
+        return f"{m.group(1)} no-grad forward"
+    return REST
+
+
+def hlo_op_index(hlo_text: str) -> dict[str, tuple[str, str]]:
+    """{instruction name: (model part, kind)} for a compiled HLO module's text.
+
+    kind is one of KINDS: a dot or convolution, or a fusion / library call around one, is a
+    matmul ("attention matmul" when its jax path names our attention einsums); copies and
+    transposes are "layout"; everything else "other".
+    """
+    lines = hlo_text.splitlines()
+    has_matmul: dict[str, bool] = {}
+    current = None
+    for line in lines:  # which computations (fusion bodies) contain a dot
+        header = _COMPUTATION.match(line)
+        if header:
+            current = header.group(1)
+            has_matmul[current] = False
+            continue
+        inst = _INSTRUCTION.match(line)
+        if current is not None and inst and inst.group(2) in _MATMUL_OPCODES:
+            has_matmul[current] = True
+    index = {}
+    for line in lines:
+        inst = _INSTRUCTION.match(line)
+        if not inst or _COMPUTATION.match(line):
+            continue
+        name, opcode = inst.group(1), inst.group(2)
+        op_name = (_OP_NAME.search(line) or [None, ""])[1]
+        calls = _CALLS.search(line)
+        if opcode in _MATMUL_OPCODES or (calls and has_matmul.get(calls.group(1), False)):
+            kind = "matmul"
+        elif opcode == "custom-call" and _MATMUL_CUSTOM_CALL.search(line):
+            kind = "matmul"
+        elif opcode in ("copy", "transpose") or re.search(r"copy|transpose", name):
+            kind = "layout"
+        else:
+            kind = "other"
+        if kind == "matmul" and _ATTENTION.search(op_name):
+            kind = "attention matmul"
+        index[name] = (_module_pass(op_name), kind)
+    return index
+
+
+def summarize(events: list[dict], index: dict[str, tuple[str, str]], steps: int) -> dict:
+    """Milliseconds per step of the traced ops, {(part, kind): ms}, from perfetto trace events.
+
+    An event is one op when its name (or its `hlo_op` argument, as GPU traces carry) is an
+    instruction of `index`; host-side events (the executor, Python) are ignored.
+    """
+    table: dict[tuple[str, str], float] = collections.defaultdict(float)
+    for e in events:
+        if e.get("ph") != "X":
+            continue
+        name = (e.get("args") or {}).get("hlo_op", e.get("name", ""))
+        if name in index:
+            table[index[name]] += e.get("dur", 0.0) / 1e3 / steps
+    return dict(table)
+
+
+def _trace_events(trace_dir: str) -> list[dict]:
+    files = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+    if not files:
+        sys.exit(f"jax.profiler wrote no perfetto trace under {trace_dir}")
+    with gzip.open(files[0]) as f:
+        data = json.load(f)
+    return data["traceEvents"] if isinstance(data, dict) else data
+
+
+def format_table(table: dict[tuple[str, str], float]) -> list[str]:
+    """The profile as text lines: one row per part (largest first), KINDS columns, ms/step."""
+    parts = collections.defaultdict(float)
+    for (part, _), ms in table.items():
+        parts[part] += ms
+    order = sorted(parts, key=lambda p: (p == REST, -parts[p]))
+    head = f"{'part':32s}" + "".join(f"{k:>18s}" for k in KINDS) + f"{'total':>10s}"
+    rows = [head]
+    for part in order:
+        cells = "".join(f"{table.get((part, k), 0.0):18.1f}" for k in KINDS)
+        rows.append(f"{part:32s}{cells}{parts[part]:10.1f}")
+    per_kind = {k: sum(v for (_, kind), v in table.items() if kind == k) for k in KINDS}
+    totals = "".join(f"{per_kind[k]:18.1f}" for k in KINDS)
+    rows.append(f"{'all':32s}{totals}{sum(table.values()):10.1f}")
+    return rows
+
+
+def main(argv):
+    start_command(argv)
+    config = loaded_config()
+    if _STEPS.value < 1:
+        sys.exit(f"--steps must be >= 1, got {_STEPS.value}")
+    trainer = build_trainer(config)
+    mesh = trainer.mesh
+    it = iter(trainer.train_dataset())
+    with jax.set_mesh(mesh):
+        batches = [make_global_batch(next(it), mesh) for _ in range(2)]
+        state, shardings = trainer.create_state()
+        step = trainer.make_step(shardings, batches[0])
+        compiled = step.lower(state, batches[0]).compile()
+        index = hlo_op_index(compiled.as_text())
+        for i in range(3):  # compile + warm-up
+            state, metrics = step(state, batches[i % 2])
+        jax.block_until_ready(metrics)
+        with tempfile.TemporaryDirectory() as trace_dir:
+            with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+                t0 = time.perf_counter()
+                for i in range(_STEPS.value):
+                    state, metrics = step(state, batches[i % 2])
+                    jax.block_until_ready(metrics)
+                wall_ms = (time.perf_counter() - t0) * 1e3 / _STEPS.value
+            events = _trace_events(trace_dir)
+    table = summarize(events, index, _STEPS.value)
+    if not table:
+        sys.exit("no traced event matched an op of the compiled step (unknown trace format)")
+    threads = _THREADS.value or (os.cpu_count() if jax.default_backend() == "cpu" else 1)
+    op_ms = sum(table.values())
+    print(f"{jax.device_count()} x {jax.devices()[0].device_kind}; {_STEPS.value} traced steps")
+    print("milliseconds per step, by model part and op kind (summed over threads):")
+    for row in format_table(table):
+        print("  " + row)
+    busy = op_ms / (wall_ms * threads)
+    print(
+        f"wall {wall_ms:.1f} ms/step (traced, so a little slower than untraced); ops {op_ms:.1f} "
+        f"ms/step over {threads} thread(s): busy {busy:.0%}"
+    )
+    share = {k: sum(v for (_, kind), v in table.items() if kind == k) / op_ms for k in KINDS}
+    print(
+        f"wall_ms={wall_ms:.1f} op_ms={op_ms:.1f} matmul_share={share['matmul']:.3f} "
+        f"attention_share={share['attention matmul']:.3f} layout_share={share['layout']:.3f} "
+        f"other_share={share['other']:.3f} busy={busy:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
