@@ -145,3 +145,19 @@ def test_reference_init_rescaling_is_the_same_with_scanned_layers():
     for i in range(depth):
         assert abs(float(fc1[i].std()) - 0.02) < 0.003
         assert abs(float(fc2[i].std()) - 0.02 / np.sqrt(2 * (i + 1))) < 0.003
+
+
+def test_exact_gelu_is_jaxs_erfc_form_in_value_and_gradient():
+    from jepa_jax.models.layers import gelu
+
+    x = jnp.linspace(-12.0, 12.0, 4001, dtype=jnp.float32)
+    # Two fp32 evaluations of the same function: a few ulp of the largest |x| apart.
+    tol = 8 * float(jnp.finfo(jnp.float32).eps) * 12.0
+    reference = jax.nn.gelu(x, approximate=False)
+    assert float(jnp.abs(gelu(x) - reference).max()) <= tol
+    d_ours = jax.vmap(jax.grad(gelu))(x)
+    d_ref = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x)
+    assert float(jnp.abs(d_ours - d_ref).max()) <= tol
+    assert gelu(jnp.float32(-12.0)) <= 0 and gelu(jnp.bfloat16(1.0)).dtype == jnp.bfloat16
+    approx = gelu(x, approximate=True)
+    assert bool(jnp.all(approx == jax.nn.gelu(x, approximate=True)))

@@ -10,6 +10,7 @@ from jepa_jax.models.layers import (
     ModalityEmbedding,
     TransformerModel,
     dense,
+    gelu,
     layer_norm,
     norm_and_project_out,
     transformer_like,
@@ -106,7 +107,7 @@ class Predictor(TransformerModel):
             ctx = dense(
                 self.out_width // self.in_levels, ("embed_in", "embed_fusion"), self.dtype, "fusion"
             )(ctx)
-            ctx = nn.gelu(ctx, approximate=self.gelu_approximate)
+            ctx = gelu(ctx, self.gelu_approximate)
         x = dense(self.width, ("embed_in", "embed"), self.dtype, "embed")(ctx)
         x = x + ctx_pos.astype(x.dtype)
         token_init = nn.initializers.zeros_init() if self.zero_init_mask_tokens else trunc_normal()
