@@ -233,6 +233,11 @@ def _add_jepa_sections(c: ml_collections.ConfigDict) -> None:
             # (tokens weighted by how far their pixels stand out from their clip's mean patch,
             # so content rather than plain background fills the regularized distribution).
             token_weighting="uniform",
+            # (hidden, out): the regularizer acts on an MLP projection of each token
+            # (models/projector.py, LeJEPA's projector) instead of on the tokens themselves,
+            # so the encoder's output, which probes and exports read, is not forced to be an
+            # isotropic Gaussian. () = on the tokens.
+            projector=(),
         )
     )
 

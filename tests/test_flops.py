@@ -9,9 +9,15 @@ from jepa_jax.train.flops import jepa_step_flops
 from jepa_jax.train.setup import build_trainer
 
 
-@pytest.mark.parametrize("joint", [False, True], ids=["video", "image+video"])
-def test_analytic_flops_match_xla_cost_analysis(devices, joint):
+@pytest.mark.parametrize(
+    "joint, projector",
+    [(False, ()), (True, ()), (False, (512, 128))],
+    ids=["video", "image+video", "video+projector"],
+)
+def test_analytic_flops_match_xla_cost_analysis(devices, joint, projector):
     config = tiny_video_config()
+    if projector:  # the regularizer's token projector, trained with the context encoder
+        config.regularizer.update(type="sigreg", projector=projector)
     if joint:  # V-JEPA 2.1's image stream beside the clips
         config.model.encoder.update(image_tokenizer=True, modality_embedding=True)
         config.images.update(batch_size=16)
@@ -30,6 +36,7 @@ def test_analytic_flops_match_xla_cost_analysis(devices, joint):
     analytic, xla = jepa_step_flops(trainer), compiled_flops(compiled)
     if joint:
         assert trainer.image_sampler is not None
+    assert (trainer.objective.projector is not None) == bool(projector)
     assert 0.85 < analytic / xla <= 1.0, (analytic, xla)
 
 

@@ -5,6 +5,7 @@ does not with SIGReg."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import tiny_image_config
 
@@ -187,3 +188,50 @@ def test_no_ema_run_collapses_and_sigreg_prevents_it(collapse_runs):
     # The regularizer's terms are reported with the step's metrics.
     assert with_sigreg[-1]["sigreg"] > 0 and "loss_prediction" in with_sigreg[-1]
     assert "sigreg" not in none[-1]
+
+
+def test_the_projector_carries_the_regularizer_and_leaves_the_other_params_alone():
+    c = tiny_image_config()
+    c.regularizer.update(type="sigreg", projector=(16, 8))
+    with_projector = build_trainer(c, jax.devices()[:1])
+    c_plain = tiny_image_config()
+    c_plain.regularizer.type = "sigreg"
+    plain = build_trainer(c_plain, jax.devices()[:1])
+    batch = make_global_batch(next(iter(with_projector.train_dataset())), with_projector.mesh)
+    with jax.set_mesh(with_projector.mesh):
+        state, _ = with_projector.create_state()
+        plain_state, _ = plain.create_state()
+    params = state["params"]
+    width = params["encoder"]["patch_embed"]["kernel"].shape[-1]
+    assert params["projector"]["hidden"]["kernel"].shape == (width, 16)
+    assert params["projector"]["out"]["kernel"].shape == (16, 8)
+    # Its own init key: the encoder and predictor start as in a run without a projector.
+    for part in ("encoder", "predictor"):
+        jax.tree.map(np.testing.assert_array_equal, params[part], plain_state["params"][part])
+
+    def regularizer_grads(p):
+        def term(p):
+            _, aux = with_projector.objective(p, state["target_params"], batch)
+            return aux["terms"]["regularizer"]
+
+        return jax.grad(term)(p)
+
+    grads = regularizer_grads(params)
+    assert float(optax.tree.norm(grads["projector"])) > 0
+    assert float(optax.tree.norm(grads["encoder"])) > 0
+    # With a zero output layer every projected sample is 0: SIGReg is then a constant, so the
+    # regularizer reaches the encoder only through the projector.
+    zeroed = {**params, "projector": {**params["projector"], "out": {"kernel": jnp.zeros((16, 8))}}}
+    assert float(optax.tree.norm(regularizer_grads(zeroed)["encoder"])) == 0.0
+
+
+def test_projector_config_errors():
+    c = tiny_image_config()
+    c.regularizer.update(type="sigreg", projector=(16,))
+    with pytest.raises(ConfigError, match=r"regularizer.projector=\(16,\) is invalid"):
+        regularizer_from_config(c)
+    c.regularizer.projector = (16, 0)
+    with pytest.raises(ConfigError, match="two integers >= 1"):
+        regularizer_from_config(c)
+    c.regularizer.projector = (16, 8)
+    assert regularizer_from_config(c).projector == (16, 8)

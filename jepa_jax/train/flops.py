@@ -35,8 +35,9 @@ def jepa_step_flops(trainer) -> float:
     """Model FLOPs of one optimizer step over the global batch (both streams of joint image +
     video training).
 
-    Target encoder: forward only. Context encoder and predictor: forward + backward (3x the
-    forward, the usual rule). Optimizer, EMA and elementwise work are not counted.
+    Target encoder: forward only. Context encoder, predictor and the regularizer's token
+    projector: forward + backward (3x the forward, the usual rule). Optimizer, EMA and
+    elementwise work (the regularizer's statistic included) are not counted.
     """
     enc = trainer.encoder
     shape = trainer.example_shape
@@ -64,4 +65,8 @@ def _stream_flops(trainer, batch: int, sampler, channels_per_token: int) -> floa
         rows = batch * sampler.target_groups(spec)
         total += 3 * batch * encoder_forward_flops(enc, spec.num_context, patch_dim)
         total += 3 * rows * predictor_forward_flops(pred, spec.num_context, spec.num_target)
+        projector = trainer.objective.projector
+        if projector is not None:  # two matmuls per context token: width -> hidden -> out
+            per_token = 2 * projector.hidden * (enc.width + projector.out)
+            total += 3 * batch * spec.num_context * per_token
     return float(total)

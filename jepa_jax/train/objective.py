@@ -121,6 +121,9 @@ class JepaObjective:
     context_distance_weighting: bool = False
     # Joint image + video training: the image stream's weight in the loss (0: no image stream).
     image_loss_share: float = 0.0
+    # The regularizer's token projector (models/projector.py; params["projector"]), or None:
+    # the regularizer then acts on the context tokens themselves.
+    projector: Any = None
 
     @property
     def levels(self) -> int:
@@ -143,7 +146,7 @@ class JepaObjective:
         """Loss of one batch.
 
         Args:
-          params: {"encoder", "predictor"} trainable params.
+          params: {"encoder", "predictor"} trainable params (and "projector" with one).
           target_params: {"encoder"} EMA params (no gradient flows into them); unused when
             `ema_target` is False.
           batch: {"pixels": uint8 [B, (T,) H, W, 3],
@@ -252,6 +255,8 @@ class JepaObjective:
             values = []
             for mask_id, z in enumerate(contexts):
                 weights = context_weights[mask_id].reshape(-1) if context_weights else None
+                if self.projector is not None:
+                    z = self.projector.apply({"params": params["projector"]}, z)
                 value, parts = self.regularizer(
                     z.reshape(-1, z.shape[-1]), jax.random.fold_in(key, mask_id), weights
                 )

@@ -140,6 +140,7 @@ class Regularizer:
     num_points: int = 17
     vicreg_covariance_weight: float = 0.04
     token_weighting: str = "uniform"  # one of TOKEN_WEIGHTINGS (SIGReg's samples)
+    projector: tuple[int, ...] = ()  # (hidden, out) of the token projector; () = none
 
     def __call__(
         self, z: jax.Array, key: jax.Array, sample_weights: jax.Array | None = None
@@ -179,6 +180,14 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
     section(
         weighting == "uniform" or r["type"] == "sigreg", "token_weighting", weighting, uniform_only
     )
+    projector = tuple(r.get("projector", ()))
+    section(
+        projector == ()
+        or (len(projector) == 2 and all(isinstance(d, int) and d >= 1 for d in projector)),
+        "projector",
+        projector,
+        "() or (hidden, out): two integers >= 1",
+    )
     return Regularizer(
         kind=str(r["type"]),
         weight=float(r["weight"]),
@@ -187,6 +196,7 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
         num_points=n,
         vicreg_covariance_weight=float(r["vicreg_covariance_weight"]),
         token_weighting=weighting,
+        projector=tuple(int(d) for d in projector),
     )
 
 

@@ -26,6 +26,7 @@ from jepa_jax.models import (
     compute_dtype,
     token_grid,
 )
+from jepa_jax.models.projector import TokenProjector
 from jepa_jax.sharding import batch_sharding, create_mesh, logical_rules
 from jepa_jax.train import optim
 from jepa_jax.train.objective import LOSS_TYPES, JepaObjective
@@ -229,6 +230,11 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
             config.ema if ema_target else (0.0, 0.0), config.optim, total_steps
         ),
     }
+    regularizer = regularizer_from_config(config)
+    projector = None
+    if regularizer is not None and regularizer.projector:
+        hidden, out = regularizer.projector
+        projector = TokenProjector(hidden, out, dtype=compute_dtype(config.model))
     objective = JepaObjective(
         encoder=encoder,
         predictor=predictor,
@@ -238,14 +244,15 @@ def build_trainer(config: Mapping[str, Any], devices: Sequence[Any] | None = Non
         compute_dtype=compute_dtype(config.model),
         ema_target=ema_target,
         stop_gradient=stop_gradient,
-        regularizer=regularizer_from_config(config),
+        regularizer=regularizer,
         regularizer_seed=int(config.seed) + 3,  # its own stream, apart from init and data
         context_weight=context_weight,
         context_ramp=context_ramp,
         context_distance_weighting=bool(config.loss.context_distance_weight),
         image_loss_share=float(config.images.loss_share) if image_sampler else 0.0,
+        projector=projector,
     )
-    init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler)
+    init_fn = make_init_fn(encoder, predictor, tx, example_shape, sampler, projector)
     return Trainer(
         config=config,
         mesh=mesh,

@@ -1,6 +1,7 @@
 """Train state: a plain dict pytree, created directly sharded.
 
-  {"params":        {"encoder": ..., "predictor": ...},   trained by the optimizer
+  {"params":        {"encoder": ..., "predictor": ...},   trained by the optimizer (and
+                                                            "projector": the regularizer's)
    "target_params": {"encoder": ...},                      EMA of params["encoder"]; a separate
                                                             pytree that no gradient reaches
    "opt_state":     optax state of params,
@@ -28,6 +29,7 @@ from jepa_jax.models import Predictor, VisionTransformer
 from jepa_jax.models.init import init_encoder_params, init_predictor_params
 from jepa_jax.models.layers import stack_layers
 from jepa_jax.models.param_layout import check_same_shapes
+from jepa_jax.models.projector import TokenProjector
 from jepa_jax.sharding import check_divisible, tree_shardings
 
 
@@ -49,8 +51,10 @@ def make_init_fn(
     tx: optax.GradientTransformation,
     input_shape: tuple[int, ...],
     sampler: MaskSampler,
+    projector: TokenProjector | None = None,
 ) -> Callable[[jax.Array], dict]:
-    """rng -> boxed train state (leaves annotated with logical axis names)."""
+    """rng -> boxed train state (leaves annotated with logical axis names); with a `projector`
+    (the regularizer's, [..., encoder width] -> [..., out]) its params are params["projector"]."""
     spec = sampler.specs[0]
 
     def init(rng: jax.Array) -> dict:
@@ -61,6 +65,11 @@ def make_init_fn(
                 predictor, k_pred, sampler.grid, spec.num_context, spec.num_target
             ),
         }
+        if projector is not None:
+            # Its own key, folded in so that the encoder's and predictor's keys (and so every
+            # run without a projector) stay as they were.
+            tokens = jnp.zeros((1, 1, encoder.width), jnp.float32)
+            params["projector"] = projector.init(jax.random.fold_in(rng, 2), tokens)["params"]
         # The target starts as a copy of the context encoder, in its own buffers.
         target_params = {"encoder": jax.tree.map(jnp.copy, params["encoder"])}
         return new_state(params, tx, target_params=target_params)
