@@ -63,13 +63,16 @@ def ones_init(names: tuple[str | None, ...]) -> Callable:
     return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 
 
-def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.LayerNorm:
-    """Affine LayerNorm (eps 1e-6, as the reference) with logically partitioned scale and bias."""
+def layer_norm(
+    name: str | None = None, dtype: Dtype = jnp.float32, axis: str = "embed"
+) -> nn.LayerNorm:
+    """Affine LayerNorm (eps 1e-6, as the reference) whose scale and bias carry the logical
+    axis `axis` (the width they normalise: "embed", or "mlp" inside an MLP)."""
     return nn.LayerNorm(
         epsilon=LN_EPS,
         dtype=dtype,
-        scale_init=ones_init(("embed",)),
-        bias_init=zeros_init(("embed",)),
+        scale_init=ones_init((axis,)),
+        bias_init=zeros_init((axis,)),
         name=name,
     )
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jepa_jax.models.layers import LN_EPS, ones_init, zeros_init
+from jepa_jax.models.layers import gelu, layer_norm, zeros_init
 
 
 class TokenProjector(nn.Module):
@@ -36,14 +36,8 @@ class TokenProjector(nn.Module):
             bias_init=zeros_init(("mlp",)),
             name="hidden",
         )(z)
-        h = nn.LayerNorm(
-            epsilon=LN_EPS,
-            dtype=self.dtype,
-            scale_init=ones_init(("mlp",)),
-            bias_init=zeros_init(("mlp",)),
-            name="norm",
-        )(h)
-        h = jax.nn.gelu(h, approximate=True)
+        h = layer_norm("norm", self.dtype, axis="mlp")(h)
+        h = gelu(h, approximate=True)
         return nn.Dense(
             self.out,
             use_bias=False,

@@ -55,7 +55,7 @@ def jepa_step_flops(trainer) -> float:
 def _stream_flops(trainer, batch: int, sampler, channels_per_token: int) -> float:
     """One stream's share of `jepa_step_flops`: `batch` examples masked by `sampler`, each
     token holding patch x patch x `channels_per_token` values."""
-    enc, pred = trainer.encoder, trainer.predictor
+    enc, pred, projector = trainer.encoder, trainer.predictor, trainer.objective.projector
     patch_dim = enc.patch_size * enc.patch_size * channels_per_token
     tokens = 1
     for g in sampler.grid:
@@ -65,7 +65,6 @@ def _stream_flops(trainer, batch: int, sampler, channels_per_token: int) -> floa
         rows = batch * sampler.target_groups(spec)
         total += 3 * batch * encoder_forward_flops(enc, spec.num_context, patch_dim)
         total += 3 * rows * predictor_forward_flops(pred, spec.num_context, spec.num_target)
-        projector = trainer.objective.projector
         if projector is not None:  # two matmuls per context token: width -> hidden -> out
             per_token = 2 * projector.hidden * (enc.width + projector.out)
             total += 3 * batch * spec.num_context * per_token

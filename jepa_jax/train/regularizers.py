@@ -180,10 +180,17 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
     section(
         weighting == "uniform" or r["type"] == "sigreg", "token_weighting", weighting, uniform_only
     )
-    projector = tuple(r.get("projector", ()))
+    projector = r.get("projector", ())
+    # config.json holds it as a list; anything else that is not a pair stays as given, so the
+    # error below names it.
+    projector = tuple(projector) if isinstance(projector, (list, tuple)) else projector
     section(
         projector == ()
-        or (len(projector) == 2 and all(isinstance(d, int) and d >= 1 for d in projector)),
+        or (
+            isinstance(projector, tuple)
+            and len(projector) == 2
+            and all(isinstance(d, int) and d >= 1 for d in projector)
+        ),
         "projector",
         projector,
         "() or (hidden, out): two integers >= 1",
@@ -196,7 +203,7 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
         num_points=n,
         vicreg_covariance_weight=float(r["vicreg_covariance_weight"]),
         token_weighting=weighting,
-        projector=tuple(int(d) for d in projector),
+        projector=projector,
     )
 
 
