@@ -18,6 +18,7 @@ the machine the step keeps busy. Use it before optimising (issue "Speed where us
 
   python benchmarks/step_profile.py                      # configs/benchmark_vjepa_tiny.py
   python benchmarks/step_profile.py --config=configs/default.py --steps=3
+  python benchmarks/step_profile.py --top=20      # and the 20 ops with the most time
 
 Last line: wall_ms=... op_ms=... matmul_share=... attention_share=... layout_share=...
 other_share=... busy=...
@@ -36,6 +37,13 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# On GPU, XLA runs the step's kernels as CUDA graphs, and there every library kernel (cuBLAS,
+# cuDNN) names the graph, not its op: profile without them (a run's wall time is a little
+# shorter than the traced one). An XLA_FLAGS that sets it already wins; CPUs ignore the flag.
+if "xla_gpu_enable_command_buffer" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_gpu_enable_command_buffer="
+    ).strip()
 
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -47,6 +55,12 @@ from jepa_jax.train.setup import build_trainer  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 define_config_flag("Training config.", os.path.join(REPO, "configs", "benchmark_vjepa_tiny.py"))
 _STEPS = flags.DEFINE_integer("steps", 5, "Traced steps (after a compile and two warm-up steps).")
+_TOP = flags.DEFINE_integer(
+    "top", 0, "Also list the N ops with the most time, with their jax path."
+)
+_TRACE_DIR = flags.DEFINE_string(
+    "trace_dir", "", "Keep the profiler trace here (for Perfetto / TensorBoard); default: discard."
+)
 _THREADS = flags.DEFINE_integer(
     "threads", 0, "Threads the ops share, for `busy` (0: os.cpu_count() on CPU, else 1)."
 )
@@ -63,7 +77,8 @@ _MATMUL_OPCODES = {"dot", "convolution"}
 # Library calls that are matmuls or fused attention (cuBLAS, cuDNN, oneDNN, XNNPACK).
 _MATMUL_CUSTOM_CALL = re.compile(r"gemm|cublas|cudnn|onednn|matmul|xnn|ynn", re.IGNORECASE)
 # Our attention kernels' einsums (models/layers.py): q.k -> bhqk and the products with it.
-_ATTENTION = re.compile(r"bhqk|bqhd,bkhd")
+# jax.nn.dot_product_attention's path, and cuDNN's fused kernel (custom call __cudnn$fmha...).
+_ATTENTION = re.compile(r"bhqk|bqhd,bkhd|dot_product_attention|fmha")
 
 
 def _module_pass(op_name: str) -> str:
@@ -114,26 +129,123 @@ def hlo_op_index(hlo_text: str) -> dict[str, tuple[str, str]]:
             kind = "layout"
         else:
             kind = "other"
-        if kind == "matmul" and _ATTENTION.search(op_name):
+        if kind == "matmul" and (_ATTENTION.search(op_name) or "fmha" in line):
             kind = "attention matmul"
         index[name] = (_module_pass(op_name), kind)
     return index
 
 
-def summarize(events: list[dict], index: dict[str, tuple[str, str]], steps: int) -> dict:
-    """Milliseconds per step of the traced ops, {(part, kind): ms}, from perfetto trace events.
+def hlo_op_names(hlo_text: str) -> dict[str, str]:
+    """{instruction name: its jax path (op_name metadata, "" if none)} for a compiled HLO
+    module's text, to say where the slowest ops came from."""
+    names = {}
+    for line in hlo_text.splitlines():
+        inst = _INSTRUCTION.match(line)
+        if inst and not _COMPUTATION.match(line):
+            names[inst.group(1)] = (_OP_NAME.search(line) or [None, ""])[1]
+    return names
 
-    An event is one op when its name (or its `hlo_op` argument, as GPU traces carry) is an
-    instruction of `index`; host-side events (the executor, Python) are ignored.
+
+def _sanitized(name: str) -> str:
+    # GPU kernels are named after their fusion with "." and "-" made "_" ("loop_add_fusion_12").
+    return re.sub(r"[^A-Za-z0-9]", "_", name)
+
+
+# Kernels of libraries (cuBLAS, cuDNN, CUTLASS) that no event ties to an op: in a CUDA graph
+# they carry the graph's name. Booked by what their names say they are.
+LIBRARY = "GPU library kernels (op unknown)"
+# cuDNN serves only the fused attention here (its helper kernels: convert_dq, dot_do_o).
+_LIBRARY_ATTENTION = re.compile(r"fmha|sdpa|flash|attention|cudnn", re.IGNORECASE)
+_LIBRARY_MATMUL = re.compile(r"gemm|nvjet|xmma|cutlass|cublas", re.IGNORECASE)
+
+
+def op_events(events: list[dict], index: dict[str, tuple[str, str]]):
+    """(label, (model part, kind), microseconds) for each trace event that is one op's work.
+
+    An event names its op by its `hlo_op` argument (GPU kernels) or its own name (CPU thunks,
+    GPU kernels named after their fusion, up to "." / "_"); label is then the instruction.
+    A kernel on a device line ("/device:..." process) that names no op is a library kernel,
+    labelled by its own name under LIBRARY. Where the trace has lines named "XLA Ops" (one
+    event per op, however many kernels it launched), only those are read, so an op is not
+    counted there and on its stream too. Host-side events (the executor, Python) are skipped.
     """
-    table: dict[tuple[str, str], float] = collections.defaultdict(float)
+    alias = {_sanitized(k): k for k in index}
+    meta = [e for e in events if e.get("ph") == "M"]
+    ops_lines = {
+        (e.get("pid"), e.get("tid"))
+        for e in meta
+        if e.get("name") == "thread_name" and (e.get("args") or {}).get("name") == "XLA Ops"
+    }
+    devices = {
+        e.get("pid")
+        for e in meta
+        if e.get("name") == "process_name"
+        and str((e.get("args") or {}).get("name", "")).startswith("/device:")
+    }
     for e in events:
         if e.get("ph") != "X":
             continue
-        name = (e.get("args") or {}).get("hlo_op", e.get("name", ""))
-        if name in index:
-            table[index[name]] += e.get("dur", 0.0) / 1e3 / steps
+        if ops_lines and (e.get("pid"), e.get("tid")) not in ops_lines:
+            continue
+        op = None
+        for candidate in ((e.get("args") or {}).get("hlo_op"), e.get("name")):
+            if candidate:
+                op = candidate if candidate in index else alias.get(_sanitized(candidate))
+                if op is not None:
+                    break
+        if op is not None:
+            yield op, index[op], e.get("dur", 0.0)
+        elif e.get("pid") in devices and not str(e.get("name", "")).startswith("Memset"):
+            name = str(e.get("name", ""))
+            if _LIBRARY_ATTENTION.search(name):
+                kind = "attention matmul"
+            elif _LIBRARY_MATMUL.search(name):
+                kind = "matmul"
+            else:
+                kind = "other"
+            yield name, (LIBRARY, kind), e.get("dur", 0.0)
+
+
+def top_ops(events: list[dict], index: dict[str, tuple[str, str]], steps: int, n: int):
+    """The `n` ops (or library kernels) with the most time, [(ms per step, executions per step,
+    label, (part, kind))], largest first, from the same trace events as `summarize`."""
+    ms: dict[str, float] = collections.defaultdict(float)
+    count: dict[str, int] = collections.defaultdict(int)
+    keys: dict[str, tuple[str, str]] = {}
+    for label, key, us in op_events(events, index):
+        ms[label] += us / 1e3 / steps
+        count[label] += 1
+        keys[label] = key
+    order = sorted(ms, key=lambda k: -ms[k])[:n]
+    return [(ms[k], count[k] / steps, k, keys[k]) for k in order]
+
+
+def summarize(events: list[dict], index: dict[str, tuple[str, str]], steps: int) -> dict:
+    """Milliseconds per step of the traced ops, {(part, kind): ms}, from perfetto trace events
+    (which events are ops: `op_events`)."""
+    table: dict[tuple[str, str], float] = collections.defaultdict(float)
+    for _, key, us in op_events(events, index):
+        table[key] += us / 1e3 / steps
     return dict(table)
+
+
+def describe_trace(events: list[dict], n: int = 15) -> list[str]:
+    """What a trace holds, for when no event matched an op: its lines (process / thread
+    names) and its most frequent timed events with their first arguments."""
+    lines = sorted(
+        {
+            f"{e.get('name')}: {(e.get('args') or {}).get('name')}"
+            for e in events
+            if e.get("ph") == "M"
+        }
+    )
+    names = collections.Counter(e.get("name", "") for e in events if e.get("ph") == "X")
+    args: dict[str, list] = {}
+    for e in events:
+        if e.get("ph") == "X":
+            args.setdefault(e.get("name", ""), sorted((e.get("args") or {}).items())[:6])
+    common = [f"{c:6d} x {name[:60]} args {args[name]}" for name, c in names.most_common(n)]
+    return lines[:40] + common
 
 
 def _trace_events(trace_dir: str) -> list[dict]:
@@ -186,8 +298,14 @@ def main(argv):
         for i in range(3):  # warm-up
             state, metrics = compiled(state, batches[i % 2])
         jax.block_until_ready(metrics)
-        with tempfile.TemporaryDirectory() as trace_dir:
-            with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+        with tempfile.TemporaryDirectory() as tmp:
+            trace_dir = _TRACE_DIR.value or tmp
+            # No Python tracer: its events would outnumber the ops' and say nothing about them.
+            options = jax.profiler.ProfileOptions()
+            options.python_tracer_level = 0
+            with jax.profiler.trace(
+                trace_dir, create_perfetto_trace=True, profiler_options=options
+            ):
                 t0 = time.perf_counter()
                 for i in range(_STEPS.value):
                     state, metrics = compiled(state, batches[i % 2])
@@ -196,13 +314,26 @@ def main(argv):
             events = _trace_events(trace_dir)
     table = summarize(events, index, _STEPS.value)
     if not table:
-        sys.exit("no traced event matched an op of the compiled step (unknown trace format)")
+        print("\n".join(describe_trace(events)), file=sys.stderr)
+        sys.exit(
+            "no traced event matched an op of the compiled step (unknown trace format; its "
+            "lines and commonest events are above)"
+        )
+    top = top_ops(events, index, _STEPS.value, _TOP.value)
+    launches = sum(1 for _ in op_events(events, index)) / _STEPS.value
     threads = _THREADS.value or (os.cpu_count() if jax.default_backend() == "cpu" else 1)
     op_ms = sum(table.values())
     print(f"{jax.device_count()} x {jax.devices()[0].device_kind}; {_STEPS.value} traced steps")
     print("milliseconds per step, by model part and op kind (summed over threads):")
     for row in format_table(table):
         print("  " + row)
+    if top:
+        paths = hlo_op_names(compiled.as_text())
+        print(f"the {len(top)} ops with the most time (ms/step, launches/step, part, kind, path):")
+        for ms, n, name, (part, kind) in top:
+            path = paths.get(name, "").removeprefix("jit(step_fn)/")
+            print(f"  {ms:8.2f} {n:5.0f}  {name:28.28s} {part:28.28s} {kind:16s} {path[-90:]}")
+    print(f"{launches:.0f} op executions (kernels / thunks) per step")
     busy = op_ms / (wall_ms * threads)
     print(
         f"wall {wall_ms:.1f} ms/step (traced, so a little slower than untraced); ops {op_ms:.1f} "

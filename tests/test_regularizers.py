@@ -18,6 +18,7 @@ from jepa_jax.train.regularizers import (
     random_directions,
     regularizer_from_config,
     sigreg,
+    sincos,
     target_mode_from_config,
     vicreg_terms,
 )
@@ -42,6 +43,21 @@ def test_epps_pulley_is_small_for_gaussians_and_large_otherwise():
     assert np.all(bad > 50.0), bad  # grows with N otherwise
     # The statistic scales with N for a fixed non-Gaussian distribution.
     assert float(epps_pulley(other[:1024])[0]) == pytest.approx(bad[0] / 4, rel=1e-4)
+
+
+def test_sincos_matches_float64_within_two_float32_ulps_and_differentiates_to_cos_sin():
+    # Two ulps of 1.0 (2^-22): one for the polynomial on [-pi/4, pi/4], one for rounding the
+    # result; the range reduction is exact in float32 for these |a| (9-bit first part of pi/2).
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.uniform(-s, s, 200_000) for s in (1.0, 10.0, 1e3, 1e4)])
+    a = a.astype(np.float32)
+    sin, cos = jax.jit(sincos)(a)
+    exact = a.astype(np.float64)
+    assert np.max(np.abs(np.asarray(sin) - np.sin(exact))) <= 2.0**-22
+    assert np.max(np.abs(np.asarray(cos) - np.cos(exact))) <= 2.0**-22
+    x = jnp.linspace(-20.0, 20.0, 1001)
+    grad = jax.grad(lambda x: jnp.sum(3.0 * sincos(x)[0] + sincos(x)[1]))(x)
+    np.testing.assert_allclose(grad, 3.0 * np.cos(x) - np.sin(x), atol=4 * 2.0**-22)
 
 
 def test_epps_pulley_quadrature_matches_the_closed_form_integral():

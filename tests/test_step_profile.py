@@ -76,6 +76,55 @@ def test_ops_are_mapped_to_their_part_pass_and_kind():
     assert rows[1].startswith("Predictor backward") and rows[-1].split()[-1] == "2.0"
 
 
+def test_gpu_traces_book_kernels_to_their_ops_and_library_kernels_by_name():
+    """The layout of a CUDA-graph GPU trace as jax 0.11 writes it (H200, 2026-12-04): kernels on
+    a "/device:GPU:0" stream, XLA's named after their fusion ("." -> "_"), every one carrying
+    the graph as hlo_op; cuDNN / cuBLAS kernels named by the library; host lines beside."""
+    index = step_profile.hlo_op_index(HLO)
+    graph = {"hlo_op": "command_buffer_1", "hlo_module": "jit_step_fn"}
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 1, "tid": 14, "name": "thread_name", "args": {"name": "Stream #14"}},
+        {"ph": "M", "pid": 701, "name": "process_name", "args": {"name": "/host:CPU"}},
+        {"ph": "X", "pid": 1, "tid": 14, "name": "add_fusion_5", "dur": 400.0, "args": graph},
+        {
+            "ph": "X",
+            "pid": 1,
+            "tid": 14,
+            "name": "nvjet_sm90_tst_128x160_v_bz_NNT",
+            "dur": 600.0,
+            "args": graph,
+        },
+        {
+            "ph": "X",
+            "pid": 1,
+            "tid": 14,
+            "dur": 800.0,
+            "args": graph,
+            "name": "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_kernel0_0",
+        },
+        {"ph": "X", "pid": 1, "tid": 14, "name": "Memset (Device)", "dur": 50.0, "args": graph},
+        {"ph": "X", "pid": 701, "tid": 9, "name": "step_fn", "dur": 9000.0},
+    ]
+    table = step_profile.summarize(events, index, steps=1)
+    assert table == {
+        ("VisionTransformer no-grad forward", "other"): 0.4,
+        (step_profile.LIBRARY, "matmul"): 0.6,
+        (step_profile.LIBRARY, "attention matmul"): 0.8,
+    }
+    top = step_profile.top_ops(events, index, steps=1, n=2)
+    assert [(label[:5], key[1]) for _, _, label, key in top] == [
+        ("cudnn", "attention matmul"),
+        ("nvjet", "matmul"),
+    ]
+    # Where a trace has per-op "XLA Ops" lines, only they are read (no double count).
+    ops_line = {"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "XLA Ops"}}
+    per_op = {"ph": "X", "pid": 1, "tid": 2, "name": "mm_fusion.3", "dur": 1000.0}
+    assert step_profile.summarize(events + [ops_line, per_op], index, steps=1) == {
+        ("Predictor backward", "matmul"): 1.0
+    }
+
+
 def test_the_script_profiles_a_train_step():
     config = os.path.join(REPO, "configs", "default.py:runlocal")
     out = benchmark(

@@ -176,11 +176,16 @@ def _note_cudnn_refusal(refusal: Exception, dtype, head_dim: int) -> None:
 
 
 def _attention_forward(q, k, v, mask):
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+    # Head-major ([B,H,N,Dh]) operands: on XLA's CPU backend the token-major products
+    # ("bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd") with the softmax fused in ran 1.4-3x slower than
+    # these plus the transposes (README, "Attention and SIGReg on CPU"); TPU / GPU compilers
+    # choose the layouts themselves.
+    qh, kh, vh = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
+    logits = jnp.einsum("bhqd,bhkd->bhqk", qh, kh)
     if mask is not None:  # None (a pytree without leaves) skips the [B,H,N,N] select
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v), probs
+    return jnp.einsum("bhqk,bhkd->bhqd", probs, vh).transpose(0, 2, 1, 3), probs
 
 
 @jax.custom_vjp
