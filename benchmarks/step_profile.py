@@ -37,13 +37,6 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# On GPU, XLA runs the step's kernels as CUDA graphs, and there every library kernel (cuBLAS,
-# cuDNN) names the graph, not its op: profile without them (a run's wall time is a little
-# shorter than the traced one). An XLA_FLAGS that sets it already wins; CPUs ignore the flag.
-if "xla_gpu_enable_command_buffer" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_gpu_enable_command_buffer="
-    ).strip()
 
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -348,4 +341,13 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # On GPU, XLA runs the step's kernels as CUDA graphs, and there every library kernel
+    # (cuBLAS, cuDNN) names the graph, not its op: profile without them (a run's wall time is a
+    # little shorter than the traced one). Set before the backend starts (XLA reads the flags
+    # then), and only when run as a script, so importing this module changes no environment.
+    # An XLA_FLAGS that sets it already wins; CPUs ignore the flag.
+    if "xla_gpu_enable_command_buffer" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_gpu_enable_command_buffer="
+        ).strip()
     app.run(main)
