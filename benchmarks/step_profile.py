@@ -287,7 +287,8 @@ def main(argv):
         # Run the executable whose HLO the index reads: its op names are the trace's, and
         # calling `step` instead would compile the same program a second time.
         compiled = step.lower(state, batches[0]).compile()
-        index = hlo_op_index(compiled.as_text())
+        hlo_text = compiled.as_text()  # large for a big model: rendered once
+        index = hlo_op_index(hlo_text)
         for i in range(3):  # warm-up
             state, metrics = compiled(state, batches[i % 2])
         jax.block_until_ready(metrics)
@@ -321,7 +322,7 @@ def main(argv):
     for row in format_table(table):
         print("  " + row)
     if top:
-        paths = hlo_op_names(compiled.as_text())
+        paths = hlo_op_names(hlo_text)
         print(f"the {len(top)} ops with the most time (ms/step, launches/step, part, kind, path):")
         for ms, n, name, (part, kind) in top:
             path = paths.get(name, "").removeprefix("jit(step_fn)/")
