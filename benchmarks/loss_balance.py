@@ -2,10 +2,10 @@
 
 For a JEPA training config (fresh params) or a training workdir (its config.json and latest
 checkpoint, or --step), prints per term of the objective (prediction, dense context loss,
-regularizer) its value and the L2 norm of its gradient on the encoder and the predictor, the
-mean over --batches batches. Adam follows the sum of the terms' gradients, so a term whose
-encoder gradient is a small fraction of another's barely shapes the encoder whatever its value
-(jepa_jax/train/loss_balance.py).
+regularizer) its value and the L2 norm of its gradient on the encoder, the predictor and (where
+the recipe has one) the regularizer's projector, the mean over --batches batches. Adam follows
+the sum of the terms' gradients, so a term whose encoder gradient is a small fraction of
+another's barely shapes the encoder whatever its value (jepa_jax/train/loss_balance.py).
 
   python benchmarks/loss_balance.py --config=configs/default.py          # at init
   python benchmarks/loss_balance.py --run=workdirs/default                 # its latest checkpoint
@@ -70,9 +70,11 @@ def main(argv):
             trainer.objective, state["params"], state["target_params"], batches, step
         )
     print(f"loss terms at {where} ({_BATCHES.value} batches of {config.batch_size}):")
-    print(f"  {'term':<12} {'loss':>9} {'|grad| encoder':>15} {'|grad| predictor':>17}")
+    modules = [k for k in mean["total"] if k != "loss"]  # encoder, predictor(, projector)
+    header = "".join(f" {'|grad| ' + m:>17}" for m in modules)
+    print(f"  {'term':<12} {'loss':>9}{header}")
     for term, m in mean.items():
-        print(f"  {term:<12} {m['loss']:9.4f} {m['encoder']:15.4g} {m['predictor']:17.4g}")
+        print(f"  {term:<12} {m['loss']:9.4f}" + "".join(f" {m[k]:17.4g}" for k in modules))
     last = [f"{t}_encoder_grad={m['encoder']:.6g}" for t, m in mean.items() if t != "total"]
     if "regularizer" in mean:
         ratio = mean["regularizer"]["encoder"] / max(mean["prediction"]["encoder"], 1e-30)

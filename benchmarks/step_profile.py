@@ -87,6 +87,15 @@ def _module_pass(op_name: str) -> str:
     return REST
 
 
+def _instructions(lines: list[str]):
+    """(name, opcode, jax path or "", line) of each instruction line of compiled HLO text
+    (computation headers skipped)."""
+    for line in lines:
+        inst = _INSTRUCTION.match(line)
+        if inst and not _COMPUTATION.match(line):
+            yield inst.group(1), inst.group(2), (_OP_NAME.search(line) or [None, ""])[1], line
+
+
 def hlo_op_index(hlo_text: str) -> dict[str, tuple[str, str]]:
     """{instruction name: (model part, kind)} for a compiled HLO module's text.
 
@@ -107,12 +116,7 @@ def hlo_op_index(hlo_text: str) -> dict[str, tuple[str, str]]:
         if current is not None and inst and inst.group(2) in _MATMUL_OPCODES:
             has_matmul[current] = True
     index = {}
-    for line in lines:
-        inst = _INSTRUCTION.match(line)
-        if not inst or _COMPUTATION.match(line):
-            continue
-        name, opcode = inst.group(1), inst.group(2)
-        op_name = (_OP_NAME.search(line) or [None, ""])[1]
+    for name, opcode, op_name, line in _instructions(lines):
         calls = _CALLS.search(line)
         if opcode in _MATMUL_OPCODES or (calls and has_matmul.get(calls.group(1), False)):
             kind = "matmul"
@@ -131,12 +135,7 @@ def hlo_op_index(hlo_text: str) -> dict[str, tuple[str, str]]:
 def hlo_op_names(hlo_text: str) -> dict[str, str]:
     """{instruction name: its jax path (op_name metadata, "" if none)} for a compiled HLO
     module's text, to say where the slowest ops came from."""
-    names = {}
-    for line in hlo_text.splitlines():
-        inst = _INSTRUCTION.match(line)
-        if inst and not _COMPUTATION.match(line):
-            names[inst.group(1)] = (_OP_NAME.search(line) or [None, ""])[1]
-    return names
+    return {name: op_name for name, _, op_name, _ in _instructions(hlo_text.splitlines())}
 
 
 def _sanitized(name: str) -> str:

@@ -83,3 +83,16 @@ def test_benchmark_reports_the_terms_of_a_config_and_rejects_two_sources(tmp_pat
     both = benchmark("loss_balance.py", f"--config={config}", f"--run={tmp_path}", env=env)
     assert both.returncode != 0
     assert "exactly one of --config" in both.stderr.strip().splitlines()[-1]
+
+
+def test_a_projector_reports_its_own_gradient_which_only_the_regularizer_gives():
+    config = _config(0.05)
+    config.regularizer.projector = (16, 8)
+    norms = _norms(config)
+    for term in norms.values():
+        assert set(term) == {"loss", "encoder", "predictor", "projector"}
+    # The projector sits between the context tokens and SIGReg only: the prediction term
+    # (on the tokens themselves) gives it no gradient.
+    assert norms["prediction"]["projector"] == 0.0
+    assert norms["regularizer"]["projector"] > 0.0
+    assert norms["total"]["projector"] == pytest.approx(norms["regularizer"]["projector"], rel=1e-5)

@@ -31,7 +31,8 @@ def loss_term_gradient_norms(
     first_step: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Per term of `objective` (a train.objective.JepaObjective), its value and the L2 norms of
-    its gradient on the encoder and predictor params, each the mean over `batches`.
+    its gradient on each trained module's params (encoder, predictor and, where the recipe has
+    one, the regularizer's projector), each the mean over `batches`.
 
     The terms are the objective's own split of its loss (aux["terms"]); each gradient is the
     term's own (`jax.jacrev` over the terms), not a difference of sums. Compiled once for all
@@ -39,17 +40,17 @@ def loss_term_gradient_norms(
 
     Args:
       objective: the trainer's JepaObjective.
-      params: {"encoder", "predictor"} as in the train state.
+      params: {"encoder", "predictor"(, "projector")} as in the train state.
       target_params: {"encoder"} as in the train state.
       batches: global batches as the train step takes them (at least one).
       first_step: the step of the first batch (the regularizer's random directions and the
         dense loss's ramp follow the step); batch i is taken at first_step + i.
 
     Returns:
-      {term: {"loss", "encoder", "predictor"}} for the terms the objective has, in TERMS order
-      ("dense" only with config.loss.context_weight > 0, "regularizer" only with one; with
-      joint image + video training each term is the streams' weighted sum), plus "total" (the
-      objective's loss and gradient). Python floats.
+      {term: {"loss", "encoder", "predictor"(, "projector")}} for the terms the objective
+      has, in TERMS order ("dense" only with config.loss.context_weight > 0, "regularizer"
+      only with one; with joint image + video training each term is the streams' weighted
+      sum), plus "total" (the objective's loss and gradient). Python floats.
     """
 
     @jax.jit
@@ -61,11 +62,7 @@ def loss_term_gradient_norms(
 
         grads, values = jax.jacrev(terms, has_aux=True)(p)
         return {
-            name: {
-                "loss": values[name],
-                "encoder": optax.tree.norm(g["encoder"]),
-                "predictor": optax.tree.norm(g["predictor"]),
-            }
+            name: {"loss": values[name], **{m: optax.tree.norm(g[m]) for m in sorted(g)}}
             for name, g in grads.items()
         }
 
