@@ -58,6 +58,18 @@ def flag_error_message(error: Exception) -> str:
     return " ".join(lines)
 
 
+def override_without_config_message(args: list[str], error: Exception) -> str | None:
+    """The error for --config.<key>=<value> given to a command whose --config has no default
+    and was not given (absl calls the override an unknown flag), or None for any other error."""
+    override = next((a for a in args if a.startswith("--config.")), None)
+    if override is None or "Unknown command line flag 'config." not in str(error):
+        return None
+    return (
+        f"{override} overrides a field of --config, which is not given: pass the config file "
+        "too (--config=configs/<file>.py[:arg])"
+    )
+
+
 def unknown_config_key_message(args: list[str], error: Exception) -> str:
     """'unknown config key in --config.optim.lrr=3 (did you mean "lr"?)' from ml_collections'
     KeyError/AttributeError text, which quotes the key and may add a did-you-mean hint."""
@@ -139,7 +151,7 @@ def _run_command(command: str, argv: list[str]) -> None:
         try:
             return flags.FLAGS(args)
         except flags.Error as e:
-            fail(command, flag_error_message(e))
+            fail(command, override_without_config_message(args, e) or flag_error_message(e))
         except (AttributeError, KeyError) as e:
             # ml_collections reports an unknown --config.<key> this way (locked config).
             fail(command, unknown_config_key_message(args, e))

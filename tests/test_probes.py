@@ -230,6 +230,14 @@ def test_eval_cli_error_is_one_line(tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
     assert "--config is needed for --checkpoint=" in lines[0]
+    # An override of the config without the config file: named, not "unknown flag".
+    out = cli("eval", f"--workdir={tmp_path}", "--config.probe.task=shape")
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith(
+        "jepa-jax eval: error: --config.probe.task=shape overrides a field of --config, which is "
+        "not given: pass the config file too"
+    )
 
 
 def test_wide_features_are_projected_without_changing_the_linear_model():

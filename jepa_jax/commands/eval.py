@@ -7,7 +7,9 @@ config.probe.baselines ("random_init", "pixels"). --checkpoint is an export dire
 a workdir's checkpoints/<step>; it defaults to --workdir. Writes DIR/eval_results.json and
 TensorBoard scalars <encoder>/<probe>/accuracy to DIR/tensorboard. Without --config the probes
 are those of the training run's own config.json (its data and probe sections), so
-`jepa-jax eval --workdir=RUN` probes a run as it was trained.
+`jepa-jax eval --workdir=RUN` probes a run as it was trained; `--config.<key>` overrides need
+--config (the training config file with the run's settings, e.g. its data path and
+`--config.probe.baselines="('random_init','pixels')"`).
 
 With --all_steps (or --steps=100,200,...) it probes several checkpoints of a training workdir
 and writes DIR/learning_curve.json (accuracy vs step; baselines once), which
