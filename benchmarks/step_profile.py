@@ -32,6 +32,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -52,7 +53,10 @@ _TOP = flags.DEFINE_integer(
     "top", 0, "Also list the N ops with the most time, with their jax path."
 )
 _TRACE_DIR = flags.DEFINE_string(
-    "trace_dir", "", "Keep the profiler trace here (for Perfetto / TensorBoard); default: discard."
+    "trace_dir",
+    "",
+    "Keep the profiler trace here (for Perfetto / TensorBoard), with the step's compiled HLO "
+    "(step.hlo.txt.gz) that names its ops; default: discard.",
 )
 _THREADS = flags.DEFINE_integer(
     "threads", 0, "Threads the ops share, for `busy` (0: os.cpu_count() on CPU, else 1)."
@@ -241,10 +245,17 @@ def describe_trace(events: list[dict], n: int = 15) -> list[str]:
 
 
 def _trace_events(trace_dir: str) -> list[dict]:
-    files = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+    """The events of the newest trace jax.profiler wrote under trace_dir (a kept --trace_dir
+    holds one per run). With --trace_dir, a copy goes to trace_dir/step.trace.json.gz beside
+    step.hlo.txt.gz, two files at the top that name each other's ops."""
+    pattern = os.path.join(trace_dir, "plugins", "profile", "*", "*.trace.json.gz")
+    files = glob.glob(pattern)
     if not files:
         sys.exit(f"jax.profiler wrote no perfetto trace under {trace_dir}")
-    with gzip.open(files[0]) as f:
+    newest = max(files, key=os.path.getmtime)
+    if _TRACE_DIR.value:
+        shutil.copyfile(newest, os.path.join(trace_dir, "step.trace.json.gz"))
+    with gzip.open(newest) as f:
         data = json.load(f)
     return data["traceEvents"] if isinstance(data, dict) else data
 
@@ -288,6 +299,10 @@ def main(argv):
         compiled = step.lower(state, batches[0]).compile()
         hlo_text = compiled.as_text()  # large for a big model: rendered once
         index = hlo_op_index(hlo_text)
+        if _TRACE_DIR.value:  # the trace's op names are this HLO's: keep them together
+            os.makedirs(_TRACE_DIR.value, exist_ok=True)
+            with gzip.open(os.path.join(_TRACE_DIR.value, "step.hlo.txt.gz"), "wt") as f:
+                f.write(hlo_text)
         for i in range(3):  # warm-up
             state, metrics = compiled(state, batches[i % 2])
         jax.block_until_ready(metrics)

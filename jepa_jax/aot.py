@@ -100,9 +100,10 @@ def topology_devices(topology: Topology, num_slices: int = 1) -> list[Any]:
         from jax.experimental import topologies
     except ImportError as e:  # pragma: no cover - part of jax
         raise ConfigError(f"this JAX has no topologies module: {e}") from e
-    kwargs: dict[str, Any] = dict(
-        chip_config_name=topology.chip_config, chips_per_host_bounds=(2, 2, 1)
-    )
+    # A host holds up to 2x2x1 chips; a slice smaller than that along an axis (v5p:1x1x1, one
+    # chip) is one host of that shape (libtpu refuses host bounds that do not divide the slice).
+    host = tuple(min(s, b) for s, b in zip(tuple(topology.shape) + (1,), (2, 2, 1), strict=False))
+    kwargs: dict[str, Any] = dict(chip_config_name=topology.chip_config, chips_per_host_bounds=host)
     if len(topology.shape) == 3 and min(topology.shape) >= 4:
         kwargs["wrap"] = (True, True, True)  # full 3-D torus from 4x4x4 up
     if num_slices > 1:
@@ -114,6 +115,11 @@ def topology_devices(topology: Topology, num_slices: int = 1) -> list[Any]:
         if "TPU" in text and ("not installed" in text or "libtpu" in text.lower()):
             raise ConfigError(
                 "compiling for a TPU topology needs libtpu: pip install 'jepa-jax[tpu]'"
+            ) from e
+        if "INVALID_ARGUMENT" in text:  # libtpu refused the shape: say which, in one line
+            raise ConfigError(
+                f"topology {topology.name!r} ({topology.libtpu_name}) was refused by libtpu: "
+                f"{text.splitlines()[0]}"
             ) from e
         raise
     return list(desc.devices)

@@ -76,3 +76,14 @@ def test_compile_command_for_a_two_slice_topology():
     assert "mesh {'data': 8, 'fsdp': 1, 'tensor': 1}" in text
     assert "per chip total:" in text and "of 16 GiB HBM" in text
     assert "FLOPs per step:" in text and "fits: yes" in text
+
+
+def test_slices_smaller_than_a_host_and_shapes_libtpu_refuses():
+    from jepa_jax.aot import topology_devices
+
+    # One chip, or two: a host of that shape (a 2x2x1 host bound would be refused).
+    assert len(topology_devices(parse_topology("v5p:1x1x1"))) == 1
+    assert len(topology_devices(parse_topology("v5e:2x1"))) == 2
+    with pytest.raises(ConfigError, match=r"topology 'v5p:3x3x3' \(v5:3x3x3\) was refused") as e:
+        topology_devices(parse_topology("v5p:3x3x3"))
+    assert "\n" not in str(e.value)

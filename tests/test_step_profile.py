@@ -1,5 +1,7 @@
 """benchmarks/step_profile.py: HLO ops mapped to model parts and kinds, and the script's table."""
 
+import gzip
+import json
 import os
 import sys
 
@@ -125,10 +127,14 @@ def test_gpu_traces_book_kernels_to_their_ops_and_library_kernels_by_name():
     }
 
 
-def test_the_script_profiles_a_train_step():
+def test_the_script_profiles_a_train_step(tmp_path):
     config = os.path.join(REPO, "configs", "default.py:runlocal")
     out = benchmark(
-        "step_profile.py", f"--config={config}", "--steps=1", env={"JAX_NUM_CPU_DEVICES": "1"}
+        "step_profile.py",
+        f"--config={config}",
+        "--steps=1",
+        f"--trace_dir={tmp_path}",
+        env={"JAX_NUM_CPU_DEVICES": "1"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "VisionTransformer forward" in out.stdout and "Predictor backward" in out.stdout
@@ -136,3 +142,8 @@ def test_the_script_profiles_a_train_step():
     shares = [float(fields[k]) for k in fields if k.endswith("_share")]
     assert len(shares) == 4 and sum(shares) == pytest.approx(1.0, abs=1e-2)
     assert float(fields["matmul_share"]) > 0 and 0 < float(fields["busy"])
+    # A kept trace: the trace and the HLO that names its ops, side by side at the top.
+    with gzip.open(tmp_path / "step.hlo.txt.gz", "rt") as f:
+        assert "ENTRY" in f.read()
+    with gzip.open(tmp_path / "step.trace.json.gz") as f:
+        assert json.load(f)["traceEvents"]

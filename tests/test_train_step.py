@@ -125,3 +125,37 @@ def test_weight_decay_mask_skips_biases_and_norms():
     assert mask["a"]["kernel"] and mask["mask_tokens"]
     assert not mask["a"]["bias"] and not mask["norm"]["scale"] and not mask["norm"]["bias"]
     assert not mask["blocks"]["mlp"]["fc1"]["bias"]
+
+
+def test_the_benchmark_times_rounds_of_queued_steps_and_a_waiting_round():
+    """benchmarks/train_step.py: rounds of steps dispatched back to back (as the trainer runs
+    them), the optional round that waits for each step, and the key=value last line."""
+    from helpers import benchmark, last_line_fields
+
+    tiny = [
+        "--config.model.encoder.size=tiny",
+        "--config.model.encoder.depth=2",
+        "--config.model.encoder.patch_size=4",
+        "--config.data.image_size=32",
+        "--config.data.num_frames=4",
+        "--config.model.predictor.width=32",
+        "--config.model.predictor.depth=1",
+        "--config.model.predictor.num_heads=2",
+        "--config.batch_size=4",
+    ]
+    out = benchmark(
+        "train_step.py",
+        *tiny,
+        "--steps=4",
+        "--rounds=2",
+        "--warmup=1",
+        "--matmul_size=64",
+        "--sync_round",
+        env={"JAX_NUM_CPU_DEVICES": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rounds = [line for line in out.stdout.splitlines() if line.startswith("round ")]
+    assert len(rounds) == 2 and all("over 2 steps" in line for line in rounds)
+    assert "waiting for every step: median" in out.stdout
+    fields = last_line_fields(out.stdout)
+    assert float(fields["clips_per_s"]) > 0 and 0 < float(fields["mfu"])
