@@ -164,7 +164,11 @@ def op_events(events: list[dict], index: dict[str, tuple[str, str]]):
     labelled by its own name under LIBRARY. Where the trace has lines named "XLA Ops" (one
     event per op, however many kernels it launched), only those are read, so an op is not
     counted there and on its stream too. Host-side events (the executor, Python) are skipped.
+    An event repeated on several lines of one process (same name, same start) is one
+    execution, read once: a GPU trace of the ViT-L step listed its ops ~3 times (17,029 events
+    per step for 5,532 kernel-launching instructions, summing to 2.4x the wall time).
     """
+    seen: set[tuple] = set()
     alias = {_sanitized(k): k for k in index}
     meta = [e for e in events if e.get("ph") == "M"]
     ops_lines = {
@@ -183,6 +187,11 @@ def op_events(events: list[dict], index: dict[str, tuple[str, str]]):
             continue
         if ops_lines and (e.get("pid"), e.get("tid")) not in ops_lines:
             continue
+        if e.get("ts") is not None:
+            execution = (e.get("pid"), e.get("name"), e.get("ts"))
+            if execution in seen:
+                continue
+            seen.add(execution)
         op = None
         for candidate in ((e.get("args") or {}).get("hlo_op"), e.get("name")):
             if candidate:

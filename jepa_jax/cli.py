@@ -149,6 +149,10 @@ def _run_command(command: str, argv: list[str]) -> None:
 
     def parse_flags(args: list[str]) -> list[str]:
         try:
+            # A command may settle its flags from the arguments first (eval: the run's own
+            # config as --config when only overrides are given).
+            if hasattr(module, "prepare_flags"):
+                module.prepare_flags(args[1:])
             return flags.FLAGS(args)
         except flags.Error as e:
             fail(command, override_without_config_message(args, e) or flag_error_message(e))
@@ -157,6 +161,8 @@ def _run_command(command: str, argv: list[str]) -> None:
             fail(command, unknown_config_key_message(args, e))
         except SyntaxError as e:  # a config file that does not parse
             fail(command, f"config file {e.filename} line {e.lineno}: {e.msg}")
+        except ConfigError as e:  # from prepare_flags (e.g. no run config to override)
+            fail(command, str(e))
 
     def run(args: list[str]) -> None:
         try:

@@ -279,6 +279,16 @@ def test_an_empty_workdir_is_one_line():
     assert "--workdir='' is empty: expected a directory path" in only_error_line(out)
 
 
+def test_an_override_without_the_config_file_is_named(tmp_path):
+    # train needs --config: absl would call the override an unknown flag.
+    out = cli("train", f"--workdir={tmp_path / 'w'}", "--config.optim.lr=3")
+    assert out.returncode == 2
+    assert only_error_line(out).startswith(
+        "jepa-jax train: error: --config.optim.lr=3 overrides a field of --config, which is not "
+        "given: pass the config file too"
+    )
+
+
 def test_unreadable_videos_in_worker_processes_end_in_one_line(tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()

@@ -230,14 +230,11 @@ def test_eval_cli_error_is_one_line(tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
     assert "--config is needed for --checkpoint=" in lines[0]
-    # An override of the config without the config file: named, not "unknown flag".
+    # Overrides without the config file apply to the run's config.json: here there is none.
     out = cli("eval", f"--workdir={tmp_path}", "--config.probe.task=shape")
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
-    assert lines[0].startswith(
-        "jepa-jax eval: error: --config.probe.task=shape overrides a field of --config, which is "
-        "not given: pass the config file too"
-    )
+    assert "--config is needed for --checkpoint=" in lines[0]
 
 
 def test_wide_features_are_projected_without_changing_the_linear_model():
@@ -361,6 +358,16 @@ def test_learning_curve_probes_every_checkpoint_and_draws_a_png(tmp_path):
         "linear",
         "linear_flat",
     }
+    # Overrides without --config apply to the run's own config (and an unknown key is named).
+    shape = cli(
+        "eval", f"--checkpoint={run}", f"--workdir={tmp_path / 'shape'}",
+        "--config.probe.task=shape", "--config.probe.baselines=('pixels',)",
+    )  # fmt: skip
+    assert shape.returncode == 0, shape.stderr[-3000:]
+    results = json.loads((tmp_path / "shape" / RESULTS_FILE).read_text())
+    assert results["task"] == "shape" and set(results["encoders"]) == {"trained", "pixels"}
+    typo = cli("eval", f"--workdir={run}", "--config.probe.taks=shape")
+    assert typo.returncode == 2 and "unknown config key 'taks'" in typo.stderr, typo.stderr
     out = cli(
         "eval",
         f"--config={PROBE_CONFIG}:runlocal,task=color",

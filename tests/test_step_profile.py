@@ -125,6 +125,13 @@ def test_gpu_traces_book_kernels_to_their_ops_and_library_kernels_by_name():
     assert step_profile.summarize(events + [ops_line, per_op], index, steps=1) == {
         ("Predictor backward", "matmul"): 1.0
     }
+    # One execution listed on two lines of the device (same op, same start) is read once;
+    # two executions (two starts) twice.
+    second_line = dict(ops_line, tid=3)
+    once = [ops_line, second_line] + [dict(per_op, ts=10.0, tid=t) for t in (2, 3)]
+    assert step_profile.summarize(once, index, steps=1) == {("Predictor backward", "matmul"): 1.0}
+    twice = [ops_line, dict(per_op, ts=10.0), dict(per_op, ts=20.0)]
+    assert step_profile.summarize(twice, index, steps=1) == {("Predictor backward", "matmul"): 2.0}
 
 
 def test_the_script_profiles_a_train_step(tmp_path):

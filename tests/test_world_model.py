@@ -69,6 +69,15 @@ def test_train_then_plan_smoke_and_exact_resume(tmp_path):
 
     with Image.open(gif) as img:
         assert img.n_frames >= 2 and img.size == (256, 256)
+    # Overrides without --config change the run's own config.
+    out = str(tmp_path / "cem.json")
+    cli_one_device(
+        "plan", f"--checkpoint={full}", "--episodes=1", f"--output={out}",
+        "--config.plan.planner=cem", "--config.plan.samples=16",
+    )  # fmt: skip
+    with open(out) as f:
+        plan = json.load(f)["plan"]
+    assert plan["planner"] == "cem" and plan["samples"] == 16
 
 
 def test_objective_terms_and_frozen_encoder():

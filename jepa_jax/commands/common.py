@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -28,6 +31,59 @@ def define_config_flag(help_text: str, default: str | None = None) -> None:
     """The --config flag: a config file `configs/<file>.py[:arg]` whose fields can be overridden
     with --config.<key>=<value> (locked: an override of an unknown key is an error)."""
     config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+
+
+# True once `override_run_config` made --config the run's own config (one command per process).
+_RUN_CONFIG_AS_FLAG = False
+
+
+def flag_value(args: list[str], name: str) -> str | None:
+    """The value of --name=V or --name V in command-line args (absl's two spellings), or None."""
+    for i, a in enumerate(args):
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+        if a == f"--{name}" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def override_run_config(args: list[str], run_flags: tuple[str, ...], load_run: Callable) -> None:
+    """For commands that fall back to a training run's config.json (eval, plan): before absl
+    parses `args`, when they hold --config.<key> overrides but no --config, make --config the
+    run's config (`load_run(path)`, path the first of `run_flags` given), so the overrides apply
+    to it with ml_collections' parsing and checks, as they would to a config file's."""
+    global _RUN_CONFIG_AS_FLAG
+    if flag_value(args, "config") is not None or not any(a.startswith("--config.") for a in args):
+        return
+    path = next((v for v in (flag_value(args, f) for f in run_flags) if v), None)
+    if path is None:
+        return  # absl then names the missing flag
+    # JSON has no tuples: its lists become the tuples a config file holds, which
+    # ml_collections can override ("--config.probe.baselines=('pixels',)"); lists it cannot.
+    config = ml_collections.ConfigDict(_tuples_for_lists(load_run(path).to_dict()))
+    delattr(flags.FLAGS, "config")
+    config_flags.DEFINE_config_dict(
+        "config", config, "The training run's config.json, with overrides.", lock_config=True
+    )
+    _RUN_CONFIG_AS_FLAG = True
+
+
+def _tuples_for_lists(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _tuples_for_lists(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return tuple(_tuples_for_lists(v) for v in tree)
+    return tree
+
+
+def config_or_run_config(load_run: Callable[[], Any]) -> Any:
+    """The command's config: --config's (a file, or the run's config with overrides, see
+    `override_run_config`), else `load_run()` (the run's config.json as it is)."""
+    if _RUN_CONFIG_AS_FLAG:
+        return flags.FLAGS.config
+    if flags.FLAGS["config"].value is not None:
+        return loaded_config()
+    return load_run()
 
 
 def define_export_flags() -> tuple[flags.FlagHolder, flags.FlagHolder]:

@@ -7,9 +7,9 @@ config.probe.baselines ("random_init", "pixels"). --checkpoint is an export dire
 a workdir's checkpoints/<step>; it defaults to --workdir. Writes DIR/eval_results.json and
 TensorBoard scalars <encoder>/<probe>/accuracy to DIR/tensorboard. Without --config the probes
 are those of the training run's own config.json (its data and probe sections), so
-`jepa-jax eval --workdir=RUN` probes a run as it was trained; `--config.<key>` overrides need
---config (the training config file with the run's settings, e.g. its data path and
-`--config.probe.baselines="('random_init','pixels')"`).
+`jepa-jax eval --workdir=RUN` probes a run as it was trained, and `--config.<key>=<value>`
+overrides that config as it would a file's: `jepa-jax eval --checkpoint=RUN --workdir=OUT
+--config.probe.task=shape --config.probe.baselines="('random_init','pixels')"`.
 
 With --all_steps (or --steps=100,200,...) it probes several checkpoints of a training workdir
 and writes DIR/learning_curve.json (accuracy vs step; baselines once), which
@@ -21,9 +21,10 @@ from __future__ import annotations
 from absl import flags
 
 from jepa_jax.commands.common import (
+    config_or_run_config,
     define_config_flag,
     directory_flag,
-    loaded_config,
+    override_run_config,
     start_command,
 )
 
@@ -49,6 +50,12 @@ _STEPS = flags.DEFINE_list("steps", None, "Checkpoint steps for a learning curve
 flags.mark_flags_as_required(["workdir"])
 
 
+def prepare_flags(args: list[str]) -> None:
+    """Before absl parses `args` (cli calls this): --config.<key> overrides without --config
+    apply to the run's own config.json (found from --checkpoint, else --workdir)."""
+    override_run_config(args, ("checkpoint", "workdir"), run_config)
+
+
 def main(argv: list[str]) -> None:
     start_command(argv)
     from jepa_jax.errors import ConfigError
@@ -59,7 +66,7 @@ def main(argv: list[str]) -> None:
 
     workdir = directory_flag("workdir")
     checkpoint = _CHECKPOINT.value or workdir
-    config = loaded_config() if flags.FLAGS["config"].value is not None else run_config(checkpoint)
+    config = config_or_run_config(lambda: run_config(checkpoint))
     if _ALL_STEPS.value or _STEPS.value:
         if _STEP.value is not None:
             raise ConfigError("--step picks one checkpoint; use --steps or --all_steps for a curve")

@@ -1,4 +1,4 @@
-"""`jepa-jax plan --checkpoint=WORKDIR [--config=configs/<file>.py [--config.plan.<key>=<value>]]
+"""`jepa-jax plan --checkpoint=WORKDIR [--config=configs/<file>.py] [--config.plan.<key>=<value>]
 [--episodes=N] [--baselines] [--save_episode=episode.gif|.png]`
 
 Plans with a trained world model (from `jepa-jax train` with `config.method = "world_model"`) on
@@ -11,7 +11,8 @@ then it replans. Prints the success rate, the mean number
 of env steps to the goal (successful episodes) and the seconds per episode; `--baselines` adds the
 random-policy floor and the true-simulator ceilings on the same episodes. Results are written to
 WORKDIR/plan_results.json (or --output). Without --config the run's own config (WORKDIR/config.json,
-written by `jepa-jax train`) is used; --config with overrides changes the planner.
+written by `jepa-jax train`) is used, and --config.plan.<key>=<value> overrides it as it would a
+config file's (e.g. `--config.plan.planner=mppi`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ import os
 from absl import flags
 
 from jepa_jax import rundir
-from jepa_jax.commands.common import define_config_flag, loaded_config, start_command
+from jepa_jax.commands.common import (
+    config_or_run_config,
+    define_config_flag,
+    override_run_config,
+    start_command,
+)
 from jepa_jax.errors import ConfigError
 
 define_config_flag(
@@ -52,12 +58,19 @@ _OUTPUT = flags.DEFINE_string(
 flags.mark_flags_as_required(["checkpoint"])
 
 
+def _run_config(checkpoint: str):
+    return rundir.read_config(rundir.run_root(checkpoint))
+
+
+def prepare_flags(args: list[str]) -> None:
+    """Before absl parses `args` (cli calls this): --config.<key> overrides without --config
+    apply to the run's own config.json (WORKDIR/config.json of --checkpoint)."""
+    override_run_config(args, ("checkpoint",), _run_config)
+
+
 def main(argv: list[str]) -> None:
     start_command(argv)
-    if flags.FLAGS["config"].value is None:
-        config = rundir.read_config(rundir.run_root(_CHECKPOINT.value))
-    else:
-        config = loaded_config()
+    config = config_or_run_config(lambda: _run_config(_CHECKPOINT.value))
     if config.get("method") != "world_model":
         raise ConfigError(
             f"config.method={config.get('method')!r}: `plan` needs a world-model config "
