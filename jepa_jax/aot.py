@@ -102,7 +102,8 @@ def topology_devices(topology: Topology, num_slices: int = 1) -> list[Any]:
         raise ConfigError(f"this JAX has no topologies module: {e}") from e
     # A host holds up to 2x2x1 chips; a slice smaller than that along an axis (v5p:1x1x1, one
     # chip) is one host of that shape (libtpu refuses host bounds that do not divide the slice).
-    host = tuple(min(s, b) for s, b in zip(tuple(topology.shape) + (1,), (2, 2, 1), strict=False))
+    shape_3d = tuple(topology.shape) + (1,) * (3 - len(topology.shape))  # v5e / v6e are 2-D
+    host = tuple(min(s, b) for s, b in zip(shape_3d, (2, 2, 1), strict=True))
     kwargs: dict[str, Any] = dict(chip_config_name=topology.chip_config, chips_per_host_bounds=host)
     if len(topology.shape) == 3 and min(topology.shape) >= 4:
         kwargs["wrap"] = (True, True, True)  # full 3-D torus from 4x4x4 up

@@ -90,7 +90,18 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
         f"{CONFIG_FILE} and {CHECKPOINT_DIR}/ written by `jepa-jax train`)"
     )
     saved = read_json(path, missing)
-    return ml_collections.ConfigDict(_with_new_keys(saved))
+    return ml_collections.ConfigDict(_lists_as_tuples(_with_new_keys(saved)))
+
+
+def _lists_as_tuples(tree: Any) -> Any:
+    """JSON has no tuples (write_config wrote them as lists): read them back as the tuples a
+    config file holds, so a restored config has the file's types, and ml_collections can
+    override them from the command line (it cannot override a list)."""
+    if isinstance(tree, Mapping):
+        return {k: _lists_as_tuples(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return tuple(_lists_as_tuples(v) for v in tree)
+    return tree
 
 
 def _with_new_keys(saved: dict) -> dict:

@@ -71,6 +71,9 @@ def test_a_saved_run_config_keeps_its_own_mask_groups_and_gains_new_settings(tmp
     assert config.mask.blocks.future.max_temporal_keep == 0.5
     assert config.mask.blocks.short_range.max_temporal_keep == 1.0  # filled at its default
     assert config.probe.linear.last_k_blocks == 1  # a new setting at its default
+    # JSON's lists read back as the config file's tuples.
+    assert config.probe.probes == tuple(load_config(default_config).probe.probes)
+    assert isinstance(config.probe.probes, tuple)
     assert (
         build_trainer(config).sampler.describe()
         == build_trainer(load_config(default_config)).sampler.describe()

@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -58,22 +57,12 @@ def override_run_config(args: list[str], run_flags: tuple[str, ...], load_run: C
     path = next((v for v in (flag_value(args, f) for f in run_flags) if v), None)
     if path is None:
         return  # absl then names the missing flag
-    # JSON has no tuples: its lists become the tuples a config file holds, which
-    # ml_collections can override ("--config.probe.baselines=('pixels',)"); lists it cannot.
-    config = ml_collections.ConfigDict(_tuples_for_lists(load_run(path).to_dict()))
+    config = load_run(path)
     delattr(flags.FLAGS, "config")
     config_flags.DEFINE_config_dict(
         "config", config, "The training run's config.json, with overrides.", lock_config=True
     )
     _RUN_CONFIG_AS_FLAG = True
-
-
-def _tuples_for_lists(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _tuples_for_lists(v) for k, v in tree.items()}
-    if isinstance(tree, list | tuple):
-        return tuple(_tuples_for_lists(v) for v in tree)
-    return tree
 
 
 def config_or_run_config(load_run: Callable[[], Any]) -> Any:
