@@ -9,6 +9,9 @@ collapsed").
 
   jepa-jax train --config=configs/ijepa_tiny.py --workdir=workdirs/ijepa_tiny
   jepa-jax train --config=configs/ijepa_tiny.py:runlocal --workdir=/tmp/ijepa_smoke
+  jepa-jax eval --checkpoint=workdirs/ijepa_tiny --workdir=workdirs/ijepa_tiny/curve --all_steps \
+      --config.probe.probes="('linear',)" --config.probe.baselines="('random_init','pixels')"
+      # its learning curve: the linear probe of every kept checkpoint (8, one per 125 steps)
 """
 
 from jepa_jax import config_lib, config_recipes
@@ -50,6 +53,10 @@ def get_config(arg=None):
 
     c.probe.enabled = True
     c.probe.task = "shape"
+    # Eight checkpoints kept: `jepa-jax eval --all_steps` draws a learning curve from them
+    # (README, "What the default job learns", I-JEPA).
+    c.checkpoint_every = 125
+    c.keep_checkpoints = 8
 
     if args.runlocal:
         config_recipes.shrink_to_smoke_run(c)
