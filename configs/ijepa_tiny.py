@@ -9,7 +9,7 @@ collapsed").
 
   jepa-jax train --config=configs/ijepa_tiny.py --workdir=workdirs/ijepa_tiny
   jepa-jax train --config=configs/ijepa_tiny.py:runlocal --workdir=/tmp/ijepa_smoke
-  jepa-jax eval --checkpoint=workdirs/ijepa_tiny --workdir=workdirs/ijepa_tiny/curve --all_steps \
+  jepa-jax eval --checkpoint=workdirs/ijepa_tiny --workdir=workdirs/ijepa_tiny/curve --all_steps \\
       --config.probe.probes="('linear',)" --config.probe.baselines="('random_init','pixels')"
       # its learning curve: the linear probe of every kept checkpoint (8, one per 125 steps)
 """
