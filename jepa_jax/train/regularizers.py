@@ -235,8 +235,9 @@ def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
         weighting == "uniform" or r["type"] == "sigreg", "token_weighting", weighting, uniform_only
     )
     projector = r.get("projector", ())
-    # config.json holds it as a list; anything else that is not a pair stays as given, so the
-    # error below names it.
+    # A config file or plain dict may hold it as a list (rundir.read_config already gives a
+    # run's config.json back as tuples); anything else that is not a pair stays as given, so
+    # the error below names it.
     projector = tuple(projector) if isinstance(projector, (list, tuple)) else projector
     section(
         projector == ()
