@@ -114,6 +114,7 @@ def test_a_method_without_its_sections_is_one_clear_error():
         ("data.num_workers", -1, r"config.data.num_workers=-1.*an integer >= 0"),
         ("data.max_bad_fraction", 1.5, r"config.data.max_bad_fraction=1.5.*\[0, 1\]"),
         ("ema", (0.9, 1.2), r"config.ema=\(0.9, 1.2\).*momenta in \[0, 1\]"),
+        ("ema", (1.0, 1.0), r"config.ema=\(1.0, 1.0\).*momentum below 1 with target.ema=True"),
     ],
 )
 def test_jepa_sections_are_checked_before_building(key, value, message):

@@ -157,6 +157,16 @@ def validate_jepa_config(config: Mapping[str, Any]) -> None:
         ema,
         "a pair (start, end) of momenta in [0, 1]",
     )
+    # Momentum 1 throughout never moves the target encoder from its initialisation, and the
+    # end-of-training probe, `eval` and exports read the target encoder: they would report an
+    # untrained encoder as the trained one.
+    need(
+        not (config.target.ema and all(float(m) == 1.0 for m in ema)),
+        "ema",
+        ema,
+        "a start or end momentum below 1 with target.ema=True (momentum 1 throughout freezes "
+        "the target encoder, which the probes and exports read, at its initialisation)",
+    )
 
 
 def image_stream_from_config(
