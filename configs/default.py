@@ -10,7 +10,7 @@ target), then linear-probes the frozen encoder against a random-init one and raw
       # a checkpoint every 350 steps
   jepa-jax train --config=configs/default.py:vjepa_masks --workdir=workdirs/vjepa_masks
       # V-JEPA's two mask groups (short- and long-range blocks) instead of the default's
-      # short-range + "predict the future" groups (README, "What the default job learns")
+      # short-range + "predict the future" groups (docs/default_job_experiments.md)
   jepa-jax train --config=configs/default.py:runlocal --workdir=/tmp/smoke   # seconds, for tests
 """
 
@@ -32,7 +32,7 @@ def get_config(arg=None):
     # / .38; unpooled raw pixels .39 / .70 / .87), with the future mask (below) .652 / .555 /
     # .665, with the projector (below) .597 / .688 / .745. It beats both baselines on shape,
     # not yet the pixels on direction and position, nor a random encoder under the converged
-    # attentive probe: see README, "What the default job learns".
+    # attentive probe: see docs/default_job_experiments.md.
     c.total_steps = 350
     c.batch_size = 16
 
@@ -58,11 +58,12 @@ def get_config(arg=None):
     # ~1,500 samples) dominates: on the tokens its encoder gradient was ~500x the prediction's
     # at step 350, and weights 0.05-5 trained the same encoder; 0.0005 and below were worse.
     # Through the projector weight 0.005 gives the prediction a say (5.5x) but scored below 0.05
-    # over seeds 0-2 (README, "What trains the encoder"; benchmarks/loss_balance.py).
+    # over seeds 0-2 (docs/default_job_experiments.md, "What trains the encoder";
+    # benchmarks/loss_balance.py).
     c.regularizer.type = "sigreg"
     # SIGReg's samples weighted by how much each token's pixels stand out from its clip: with
     # uniform weights the mostly-background tokens fill the regularized distribution and the
-    # objects lose their salience (README, "What the default job learns"). Measured 2026-12-02
+    # objects lose their salience (docs/default_job_experiments.md). Measured 2026-12-02
     # (350 steps, 2-core AVX-512): linear shape .657 vs .395 uniform (random init .315, pixels
     # .387), converged attentive shape .775 / direction .771 vs .400 / .616.
     c.regularizer.token_weighting = "pixel_deviation"

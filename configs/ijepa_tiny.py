@@ -54,7 +54,7 @@ def get_config(arg=None):
     c.probe.enabled = True
     c.probe.task = "shape"
     # Eight checkpoints kept: `jepa-jax eval --all_steps` draws a learning curve from them
-    # (README, "What the default job learns", I-JEPA).
+    # (docs/default_job_experiments.md, I-JEPA).
     c.checkpoint_every = 125
     c.keep_checkpoints = 8
 

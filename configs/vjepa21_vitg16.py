@@ -89,7 +89,7 @@ def get_config(arg=None):
     if args.cpu or args.runlocal:
         # configs/default.py's size, data, schedule and collapse prevention (SIGReg on the
         # context tokens, no EMA target: the EMA recipe collapses at this scale, see
-        # README "What the default job learns"), with the 2.1 objective and positions: four
+        # docs/default_job_experiments.md), with the 2.1 objective and positions: four
         # levels of its 4 blocks, the dense loss ramped in over the first 100 steps, and
         # images beside the clips.
         c.batch_size, c.total_steps = 16, 350

@@ -4,7 +4,7 @@ A JEPA loss with a collapse regularizer is a sum: prediction (+ dense context lo
 regularizer. Adam rescales the sum's gradient per parameter, so what matters is each term's
 share of it, not its value. This module takes each term's own gradient, over a few batches.
 
-Measured on the default job (README, "What the default job learns"): the regularizer's gradient
+Measured on the default job (docs/default_job_experiments.md): the regularizer's gradient
 on the encoder is ~500x the prediction term's over the whole run, so that recipe's encoder is
 trained by SIGReg on the context tokens, and its predictor's depth or the SIGReg weight (0.01 to
 5) change nothing.

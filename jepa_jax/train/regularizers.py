@@ -174,8 +174,8 @@ def pixel_deviation_weights(patches: jax.Array) -> jax.Array:
 
     Why: per-token SIGReg asks every direction of the token distribution to look Gaussian; with
     uniform weights most tokens of a scene are plain background, so the regularizer spreads the
-    background's tokens and the objects lose their salience (README, "What the default job
-    learns"). Weighting tokens by how much their pixels stand out from the clip lets the tokens
+    background's tokens and the objects lose their salience (docs/default_job_experiments.md).
+    Weighting tokens by how much their pixels stand out from the clip lets the tokens
     that carry content fill the distribution instead. Computed from the input only, no labels.
     """
     p = patches.astype(jnp.float32)
